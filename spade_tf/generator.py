@@ -1,0 +1,215 @@
+"""The SPADE generator."""
+
+import keras
+import tensorflow as tf
+
+from spade_tf import ops
+from spade_tf.blocks import SPADEResBlock
+from spade_tf.normalization import PACKAGE, Conv2D, check_choice, xavier_normal
+
+UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}
+
+
+def latent_grid(crop_size, aspect_ratio, num_upsampling_layers):
+    """(sh, sw) of the official generator: sw = crop // 2**n_up, sh = round(sw / aspect).
+
+    `crop_size` is the *width*, as in the official options.
+    """
+    check_choice("num_upsampling_layers", num_upsampling_layers, tuple(UPSAMPLING_CHOICES))
+    sw = int(crop_size) // 2 ** UPSAMPLING_CHOICES[num_upsampling_layers]
+    sh = int(round(sw / float(aspect_ratio)))
+    if sw < 1 or sh < 1:
+        raise ValueError(
+            f"crop_size={crop_size} with aspect_ratio={aspect_ratio} and "
+            f"num_upsampling_layers={num_upsampling_layers!r} gives a latent grid of "
+            f"{sh}x{sw}; use a crop_size of at least "
+            f"{2 ** UPSAMPLING_CHOICES[num_upsampling_layers]}."
+        )
+    return sh, sw
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SPADEGenerator(keras.Model):
+    """The SPADE generator: a latent grid upsampled by SPADE residual blocks.
+
+    Without a VAE the first layer is a 3x3 conv (`fc`) on the semantic map
+    resized (floor-index nearest) to the latent grid; the grid is
+    H/2**n_up x W/2**n_up of the input, so the generator is fully
+    convolutional and any input whose sides are multiples of 2**n_up works
+    (at the configured size this is exactly the official grid). With a VAE,
+    `fc` is a linear layer from z to a fixed sh x sw grid (from `crop_size`
+    and `aspect_ratio`), reshaped channel-major like the official `.view`;
+    the output size is then fixed and the semantic map may have any size.
+
+    Call: `G(semantics, z=None, training=False)` with NHWC float semantics
+    (one-hot labels, then the instance-edge channel); returns NHWC images in
+    [-1, 1], float32. With a VAE and no z, z is drawn from N(0, 1).
+
+    Args:
+        semantic_channels: channels of the semantic map (label_nc, +1 with a
+            don't-care label, +1 with instance edges).
+        base_filters: ngf; the widest layers have 16 * ngf channels.
+        num_upsampling_layers: "normal" (5), "more" (6) or "most" (7).
+        crop_size: width of the training crop; fixes the VAE latent grid.
+        aspect_ratio: width / height of the training crop.
+        use_vae: take z (from the style encoder) instead of the downsampled map.
+        latent_dim: size of z.
+        param_free_norm: "sync_batch", "batch" or "instance" inside SPADE.
+        use_spectral_norm: spectral norm in the residual blocks' convs.
+        spade_kernel_size: kernel of SPADE's modulation convs.
+        spade_hidden_filters: hidden width of SPADE's modulation convs.
+
+    Example:
+        >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
+        >>> g(tf.zeros([1, 32, 32, 4])).shape
+        TensorShape([1, 32, 32, 3])
+
+    Reference: https://arxiv.org/abs/1903.07291
+    """
+
+    def __init__(
+        self,
+        semantic_channels,
+        base_filters=64,
+        num_upsampling_layers="normal",
+        crop_size=256,
+        aspect_ratio=1.0,
+        use_vae=False,
+        latent_dim=256,
+        param_free_norm="sync_batch",
+        use_spectral_norm=True,
+        spade_kernel_size=3,
+        spade_hidden_filters=128,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.semantic_channels = int(semantic_channels)
+        self.base_filters = int(base_filters)
+        self.num_upsampling_layers = num_upsampling_layers
+        self.crop_size = int(crop_size)
+        self.aspect_ratio = float(aspect_ratio)
+        self.use_vae = bool(use_vae)
+        self.latent_dim = int(latent_dim)
+        self.param_free_norm = param_free_norm
+        self.use_spectral_norm = bool(use_spectral_norm)
+        self.spade_kernel_size = int(spade_kernel_size)
+        self.spade_hidden_filters = int(spade_hidden_filters)
+        self.num_up = UPSAMPLING_CHOICES.get(num_upsampling_layers)
+        self.grid_height, self.grid_width = latent_grid(crop_size, aspect_ratio, num_upsampling_layers)
+        nf = self.base_filters
+        dtype = self.dtype_policy
+
+        if self.use_vae:
+            self.fc = keras.layers.Dense(
+                16 * nf * self.grid_height * self.grid_width,
+                kernel_initializer=xavier_normal(),
+                name="fc",
+                dtype=dtype,
+            )
+        else:
+            self.fc = Conv2D(16 * nf, 3, self.semantic_channels, padding=1, name="fc", dtype=dtype)
+
+        def block(fin, fout, name):
+            return SPADEResBlock(
+                fin,
+                fout,
+                self.semantic_channels,
+                param_free_norm,
+                use_spectral_norm,
+                spade_kernel_size,
+                spade_hidden_filters,
+                name=name,
+                dtype=dtype,
+            )
+
+        self.head_0 = block(16 * nf, 16 * nf, "head_0")
+        self.G_middle_0 = block(16 * nf, 16 * nf, "G_middle_0")
+        self.G_middle_1 = block(16 * nf, 16 * nf, "G_middle_1")
+        self.up_0 = block(16 * nf, 8 * nf, "up_0")
+        self.up_1 = block(8 * nf, 4 * nf, "up_1")
+        self.up_2 = block(4 * nf, 2 * nf, "up_2")
+        self.up_3 = block(2 * nf, nf, "up_3")
+        final_nc = nf
+        if num_upsampling_layers == "most":
+            self.up_4 = block(nf, nf // 2, "up_4")
+            final_nc = nf // 2
+        self.conv_img = Conv2D(3, 3, final_nc, padding=1, name="conv_img", dtype=dtype)
+
+    def blocks(self):
+        """The residual blocks in forward order."""
+        names = ["head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3"]
+        if self.num_upsampling_layers == "most":
+            names.append("up_4")
+        return [getattr(self, n) for n in names]
+
+    def build(self, semantics_shape=None, z_shape=None):
+        if self.use_vae:
+            self.fc.build((None, self.latent_dim))
+        else:
+            self.fc.build()
+        for b in self.blocks():
+            b.build()
+        self.conv_img.build()
+
+    def _check_semantics(self, semantics):
+        channels = semantics.shape[-1]
+        if channels is not None and channels != self.semantic_channels:
+            raise ValueError(
+                f"{self.name}: semantics have {channels} channels, the generator was built "
+                f"for {self.semantic_channels} (labels + don't-care + instance edge)."
+            )
+        if self.use_vae:
+            return
+        multiple = 2**self.num_up
+        for axis, size in (("height", semantics.shape[1]), ("width", semantics.shape[2])):
+            if size is not None and size % multiple:
+                raise ValueError(
+                    f"{self.name}: semantics {axis} {size} is not a multiple of {multiple} "
+                    f"(2**{self.num_up} for num_upsampling_layers="
+                    f"{self.num_upsampling_layers!r}); resize or pad the label map."
+                )
+
+    def call(self, semantics, z=None, training=False):
+        self._check_semantics(semantics)
+        nf = self.base_filters
+        if self.use_vae:
+            if z is None:
+                z = tf.random.normal([tf.shape(semantics)[0], self.latent_dim], dtype=self.compute_dtype)
+            x = self.fc(z)
+            # The official `.view(N, 16nf, sh, sw)` is channel-major.
+            x = tf.reshape(x, [-1, 16 * nf, self.grid_height, self.grid_width])
+            x = tf.transpose(x, [0, 2, 3, 1])
+        else:
+            h, w = ops.spatial_size(semantics)
+            x = ops.nearest_resize(semantics, (h // 2**self.num_up, w // 2**self.num_up))
+            x = self.fc(x)
+
+        x = self.head_0(x, semantics, training=training)
+        x = ops.upsample_nearest_2x(x)
+        x = self.G_middle_0(x, semantics, training=training)
+        if self.num_upsampling_layers in ("more", "most"):
+            x = ops.upsample_nearest_2x(x)
+        x = self.G_middle_1(x, semantics, training=training)
+        for block in self.blocks()[3:]:
+            x = ops.upsample_nearest_2x(x)
+            x = block(x, semantics, training=training)
+        x = self.conv_img(tf.nn.leaky_relu(x, 0.2))
+        return tf.cast(tf.tanh(x), tf.float32)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "semantic_channels": self.semantic_channels,
+            "base_filters": self.base_filters,
+            "num_upsampling_layers": self.num_upsampling_layers,
+            "crop_size": self.crop_size,
+            "aspect_ratio": self.aspect_ratio,
+            "use_vae": self.use_vae,
+            "latent_dim": self.latent_dim,
+            "param_free_norm": self.param_free_norm,
+            "use_spectral_norm": self.use_spectral_norm,
+            "spade_kernel_size": self.spade_kernel_size,
+            "spade_hidden_filters": self.spade_hidden_filters,
+        }

@@ -1,0 +1,85 @@
+"""Tensor ops that reproduce PyTorch conventions the official SPADE depends on.
+
+All tensors are NHWC. These are plain functions (no state); the layers in
+`normalization.py`, `generator.py` and `discriminator.py` call them.
+"""
+
+import tensorflow as tf
+
+
+def _torch_nearest_indices(in_size, out_size):
+    """Source indices of PyTorch's `nearest` interpolation along one axis.
+
+    PyTorch computes `min(floor(dst * (in / out)), in - 1)` with the scale in
+    float32. TF's `tf.image.resize(method="nearest")` uses half-pixel centres
+    instead and picks different pixels (it moves SPADE outputs by up to 0.68),
+    so the indices are computed explicitly here.
+    """
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    idx = tf.floor(tf.cast(tf.range(out_size), tf.float32) * scale)
+    return tf.minimum(tf.cast(idx, tf.int32), in_size - 1)
+
+
+def _is_power_of_two_factor(in_size, out_size):
+    factor = out_size // in_size
+    return out_size % in_size == 0 and factor & (factor - 1) == 0
+
+
+def nearest_resize(x, size):
+    """Resizes NHWC `x` to `size` (height, width) like `F.interpolate(mode="nearest")`.
+
+    Args:
+        x: tensor of shape (N, H, W, C).
+        size: (out_height, out_width), Python ints or scalar int tensors.
+
+    Returns:
+        Tensor of shape (N, out_height, out_width, C).
+    """
+    out_h, out_w = size
+    in_h, in_w = x.shape[1], x.shape[2]
+    static = all(isinstance(s, int) for s in (in_h, in_w, out_h, out_w))
+    if static:
+        if (in_h, in_w) == (out_h, out_w):
+            return x
+        # Integer downsampling factors make floor(dst * k) a strided slice, and
+        # power-of-two upsampling factors a repeat (1/k is exact in float32;
+        # for factors such as 41 PyTorch's float32 scale rounds down and picks
+        # other pixels, so those take the gather below). Both are cheaper than
+        # a gather and bit-identical to it.
+        if in_h % out_h == 0 and in_w % out_w == 0:
+            return x[:, :: in_h // out_h, :: in_w // out_w, :]
+        if _is_power_of_two_factor(in_h, out_h) and _is_power_of_two_factor(in_w, out_w):
+            x = tf.repeat(x, out_h // in_h, axis=1)
+            return tf.repeat(x, out_w // in_w, axis=2)
+    dyn = tf.shape(x)
+    in_h = in_h if isinstance(in_h, int) else dyn[1]
+    in_w = in_w if isinstance(in_w, int) else dyn[2]
+    x = tf.gather(x, _torch_nearest_indices(in_h, out_h), axis=1)
+    return tf.gather(x, _torch_nearest_indices(in_w, out_w), axis=2)
+
+
+def upsample_nearest_2x(x):
+    """`nn.Upsample(scale_factor=2)`: every pixel repeated into a 2x2 block."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def avg_pool_3x3_s2_exclude_pad(x):
+    """`F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)` in NHWC.
+
+    TF's SAME padding puts the extra row/column after the input, PyTorch pads
+    one on each side, so the windows differ; pad explicitly and divide by the
+    number of real (non-padding) pixels in each window.
+    """
+    paddings = [[0, 0], [1, 1], [1, 1], [0, 0]]
+    summed = tf.nn.avg_pool2d(tf.pad(x, paddings), 3, 2, "VALID") * 9.0
+    ones = tf.ones_like(x[:1, :, :, :1])
+    count = tf.nn.avg_pool2d(tf.pad(ones, paddings), 3, 2, "VALID") * 9.0
+    return summed / count
+
+
+def spatial_size(x):
+    """(H, W) of an NHWC tensor: Python ints where known, else scalar tensors."""
+    dyn = tf.shape(x)
+    h = x.shape[1] if x.shape[1] is not None else dyn[1]
+    w = x.shape[2] if x.shape[2] is not None else dyn[2]
+    return h, w

@@ -1,0 +1,214 @@
+"""Generator, discriminator and encoder: sizes, counts, serialisation, XLA, mixed precision."""
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spade_tf import convert
+from spade_tf.discriminator import MultiscaleDiscriminator
+from spade_tf.encoder import ConvEncoder
+from spade_tf.generator import SPADEGenerator
+from tests.test_case import (
+    assert_config_round_trip,
+    copy_weights,
+    fixture,
+    fixture_config,
+    generator_state,
+    nhwc,
+    save_and_load,
+)
+
+
+def _trainable_count(model):
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+# Official counts (reference section 11, from the official classes). The
+# models are built from shapes alone: no activation is ever allocated.
+@pytest.mark.parametrize(
+    "options,g_count,d_count",
+    [
+        (dict(convert.DATASET_PRESETS["ade20k"]), 96_492_483, 5_836_930),
+        (dict(convert.DATASET_PRESETS["cityscapes"]), 93_048_003, 5_601_410),
+        (dict(convert.DATASET_PRESETS["coco"]), 97_480_899, 5_904_514),
+        (dict(convert.DATASET_PRESETS["ade20k"], use_vae=True), 111_942_595, None),
+    ],
+    ids=["ade20k", "cityscapes", "coco", "ade20k_vae"],
+)
+def test_parameter_counts_equal_official(options, g_count, d_count):
+    g = convert.build_generator(options)
+    assert _trainable_count(g) == g_count
+    del g
+    if d_count is not None:
+        assert _trainable_count(convert.build_discriminator(options)) == d_count
+    else:
+        assert _trainable_count(convert.build_encoder(options)) == 10_463_424
+    gc.collect()
+
+
+def _tiny_generator(**kwargs):
+    args = dict(semantic_channels=5, base_filters=4, crop_size=32, spade_hidden_filters=8)
+    args.update(kwargs)
+    return SPADEGenerator(**args)
+
+
+def _semantics(n, h, w, c=5, seed=0):
+    labels = tf.random.stateless_uniform([n, h, w], [seed, 1], 0, c, tf.int32)
+    return tf.one_hot(labels, c)
+
+
+@pytest.mark.parametrize("mode,multiple", [("normal", 32), ("more", 64), ("most", 128)])
+def test_generator_upsampling_modes(mode, multiple):
+    g = _tiny_generator(num_upsampling_layers=mode, crop_size=multiple)
+    assert g(_semantics(1, multiple, 2 * multiple)).shape == (1, multiple, 2 * multiple, 3)
+
+
+def test_generator_output_range_and_any_aspect():
+    g = _tiny_generator()
+    y = g(_semantics(2, 64, 32)).numpy()
+    assert y.shape == (2, 64, 32, 3) and np.all(np.abs(y) <= 1.0)
+
+
+def test_generator_vae_grid_from_crop_and_aspect():
+    # crop 64 (width), aspect 2: sw = 2, sh = 1 -> output 32 x 64 whatever the label map size.
+    g = _tiny_generator(use_vae=True, crop_size=64, aspect_ratio=2.0, latent_dim=8)
+    assert (g.grid_height, g.grid_width) == (1, 2)
+    assert g(_semantics(2, 50, 70), tf.zeros([2, 8])).shape == (2, 32, 64, 3)
+    # Without z, z ~ N(0, 1): two calls differ.
+    a, b = g(_semantics(1, 32, 64)), g(_semantics(1, 32, 64))
+    assert not np.allclose(a.numpy(), b.numpy())
+
+
+def test_generator_rejects_bad_sizes_and_channels():
+    g = _tiny_generator()
+    with pytest.raises(ValueError, match="height 48 is not a multiple of 32"):
+        g(_semantics(1, 48, 32))
+    with pytest.raises(ValueError, match="semantics have 6 channels, the generator was built for 5"):
+        g(_semantics(1, 32, 32, c=6))
+    with pytest.raises(ValueError, match="crop_size of at least 32"):
+        _tiny_generator(crop_size=16)
+
+
+def test_discriminator_layout():
+    d = MultiscaleDiscriminator(input_filters=8, base_filters=4, num_scales=3, num_layers=3)
+    outputs = d(tf.zeros([2, 64, 64, 8]))
+    assert [[f.shape[1] for f in scale] for scale in outputs] == [
+        [33, 17, 18, 19],
+        [17, 9, 10, 11],
+        [9, 5, 6, 7],
+    ]
+    assert [f.shape[-1] for f in outputs[0]] == [4, 8, 16, 1]
+    with pytest.raises(ValueError, match="expected 8"):
+        d(tf.zeros([1, 32, 32, 7]))
+
+
+def test_encoder_any_input_size():
+    e = ConvEncoder(base_filters=4, latent_dim=16, image_size=32)
+    assert len(e.convs) == 3
+    for shape in ([2, 32, 32, 3], [1, 64, 48, 3], [1, 17, 100, 3]):
+        mu, logvar = e(tf.random.normal(shape))
+        assert mu.shape == logvar.shape == (shape[0], 16)
+    with pytest.raises(ValueError, match="power of two"):
+        ConvEncoder(image_size=100)
+
+
+def test_encoder_resizes_like_official():
+    # The official encoder first resizes 64x64 to 256x256 (bilinear, half-pixel).
+    image = nhwc(fixture("inputs")["image"])
+    resized = tf.image.resize(image, (256, 256), method="bilinear", antialias=False)
+    np.testing.assert_allclose(resized.numpy(), nhwc(fixture("outputs_eval")["E_resized_input"]), atol=1e-5)
+
+
+def _models():
+    g = _tiny_generator(use_vae=True, latent_dim=8)
+    d = MultiscaleDiscriminator(input_filters=8, base_filters=4)
+    e = ConvEncoder(base_filters=4, latent_dim=8, image_size=16)
+    sem, img, z = _semantics(2, 32, 32), tf.random.normal([2, 32, 32, 3]), tf.random.normal([2, 8])
+    d_in = tf.concat([sem, img], -1)
+    # A train-mode call first moves BN statistics and SN vectors off their
+    # initial values, so the round trips below have state to lose.
+    g(sem, z, training=True)
+    d(d_in, training=True)
+    e(img, training=True)
+    return {
+        "G": (g, lambda m: m(sem, z, training=False)),
+        "D": (d, lambda m: m(d_in, training=False)),
+        "E": (e, lambda m: m(img, training=False)),
+    }
+
+
+def _flat(x):
+    return np.concatenate([np.ravel(t) for t in tf.nest.flatten(x)])
+
+
+@pytest.mark.parametrize("net", ["G", "D", "E"])
+def test_config_and_keras_file_round_trip(net, tmp_path):
+    model, call = _models()[net]
+    expected = _flat(call(model))
+    clone = assert_config_round_trip(model)
+    clone.build()
+    copy_weights(model, clone)
+    np.testing.assert_array_equal(_flat(call(clone)), expected)
+    loaded = save_and_load(model, tmp_path)
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(_flat(call(loaded)), expected)
+
+
+def test_xla_matches_eager():
+    g = convert.generator_from_official(generator_state("vae"), fixture_config("A_G_D_vae"))
+    inputs = fixture("inputs")
+    sem, z = nhwc(inputs["semantics"]), inputs["z"]
+    eager = g(sem, z).numpy()
+    jit = tf.function(lambda s, zz: g(s, zz), jit_compile=True)(sem, z).numpy()
+    # Same float32 maths, fused differently: a few 1e-6.
+    np.testing.assert_allclose(jit, eager, atol=1e-5)
+    d = convert.discriminator_from_official(fixture("state_D"), fixture_config("A_G_D_vae"))
+    d_in = nhwc(fixture("outputs_eval")["D_input"])
+    np.testing.assert_allclose(
+        _flat(tf.function(lambda x: d(x, training=True), jit_compile=True)(d_in)),
+        _flat(d(d_in, training=False)),
+        atol=1e-4,
+    )
+
+
+# Measured worst case on the fixture generator (outputs ~0.2 mean |x|): bfloat16
+# eval 0.020 / train 0.061, float16 eval 0.0019 / train 0.0066. bfloat16 keeps 8
+# mantissa bits (relative error 2**-9 per op) through ~40 layers; the bounds are
+# ~2.5x the measured values.
+@pytest.mark.parametrize(
+    "policy,eval_tol,train_tol", [("mixed_bfloat16", 0.05, 0.15), ("mixed_float16", 0.005, 0.02)]
+)
+def test_mixed_precision_close_to_float32(policy, eval_tol, train_tol):
+    ref = convert.generator_from_official(generator_state("vae"), fixture_config("A_G_D_vae"))
+    g = SPADEGenerator(**convert.generator_kwargs(fixture_config("A_G_D_vae")), dtype=policy)
+    g.build()
+    copy_weights(ref, g)
+    assert all(v.dtype == "float32" for v in g.weights)
+    inputs = fixture("inputs")
+    sem, z = nhwc(inputs["semantics"]), inputs["z"]
+    y = g(sem, z)
+    assert y.dtype == tf.float32
+    np.testing.assert_allclose(y.numpy(), nhwc(fixture("outputs_eval")["G_vae"]), atol=eval_tol)
+    y_train = tf.function(lambda s, zz: g(s, zz, training=True), jit_compile=True)(sem, z)
+    np.testing.assert_allclose(y_train.numpy(), nhwc(fixture("outputs_train")["G_vae_train"]), atol=train_tol)
+    # Gradients reach the float32 variables.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(g(sem, z, training=True))
+    grads = tape.gradient(loss, g.trainable_weights)
+    assert all(gr is not None and gr.dtype == tf.float32 for gr in grads)
+    d = MultiscaleDiscriminator(input_filters=12, base_filters=4, dtype=policy)
+    e = ConvEncoder(base_filters=4, image_size=16, dtype=policy)
+    assert d(tf.zeros([1, 32, 32, 12]))[0][-1].dtype == tf.float32
+    assert e(tf.zeros([1, 32, 32, 3]))[0].dtype == tf.float32
+
+
+def test_keras_variable_names_follow_official_modules():
+    g = _tiny_generator(num_upsampling_layers="most", crop_size=128)
+    g.build()
+    paths = {v.path for v in g.weights}
+    assert any(p.endswith("up_4/norm_s/mlp_gamma/kernel") for p in paths)
+    assert any(p.endswith("head_0/conv_0/u") for p in paths)
+    assert keras.saving.get_registered_name(SPADEGenerator) == "spade_tf>SPADEGenerator"
