@@ -153,7 +153,7 @@ class MultiscaleDiscriminator(keras.Model):
                 # The official code also pools after the last scale; that
                 # result is never used, so it is skipped here.
                 x = ops.avg_pool_3x3_s2_exclude_pad(x)
-            outputs.append([tf.cast(f, tf.float32) for f in d(x, training=training)])
+            outputs.append([tf.cast(f, self.variable_dtype) for f in d(x, training=training)])
         return outputs
 
     def get_config(self):

@@ -84,7 +84,9 @@ class ConvEncoder(keras.Model):
     def call(self, image, training=False):
         s = self.image_size
         if image.shape[1] != s or image.shape[2] != s:
-            image = tf.image.resize(tf.cast(image, tf.float32), (s, s), method="bilinear", antialias=False)
+            image = tf.image.resize(
+                tf.cast(image, self.variable_dtype), (s, s), method="bilinear", antialias=False
+            )
             image = tf.cast(image, self.compute_dtype)
         x = image
         for i, conv in enumerate(self.convs):
@@ -94,8 +96,8 @@ class ConvEncoder(keras.Model):
         x = tf.nn.leaky_relu(x, 0.2)
         # The official flatten is over (C, H, W).
         x = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [-1, self.final_filters * 16])
-        mu = tf.cast(self.fc_mu(x), tf.float32)
-        logvar = tf.cast(self.fc_var(x), tf.float32)
+        mu = tf.cast(self.fc_mu(x), self.variable_dtype)
+        logvar = tf.cast(self.fc_var(x), self.variable_dtype)
         return mu, logvar
 
     def get_config(self):

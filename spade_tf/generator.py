@@ -194,7 +194,8 @@ class SPADEGenerator(keras.Model):
             x = ops.upsample_nearest_2x(x)
             x = block(x, semantics, training=training)
         x = self.conv_img(tf.nn.leaky_relu(x, 0.2))
-        return tf.cast(tf.tanh(x), tf.float32)
+        # float32 out under mixed precision (the variable dtype).
+        return tf.cast(tf.tanh(x), self.variable_dtype)
 
     def get_config(self):
         return {

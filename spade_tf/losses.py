@@ -24,8 +24,14 @@ VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 VGG_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
 
+def _full(x):
+    # Losses in float32 at least: 16-bit activations are upcast, float64 stays.
+    x = tf.convert_to_tensor(x)
+    return x if x.dtype == tf.float64 else tf.cast(x, tf.float32)
+
+
 def _logits(outputs):
-    return [tf.cast(scale[-1], tf.float32) for scale in outputs]
+    return [_full(scale[-1]) for scale in outputs]
 
 
 def generator_hinge_loss(fake_outputs):
@@ -53,15 +59,14 @@ def feature_matching_loss(fake_outputs, real_outputs, weight=LAMBDA_FEAT):
     total = 0.0
     for fake, real in zip(fake_outputs, real_outputs):
         for f, r in zip(fake[:-1], real[:-1]):
-            diff = tf.cast(f, tf.float32) - tf.stop_gradient(tf.cast(r, tf.float32))
+            diff = _full(f) - tf.stop_gradient(_full(r))
             total += tf.reduce_mean(tf.abs(diff))
     return total * weight / len(fake_outputs)
 
 
 def kl_divergence_loss(mu, logvar, weight=LAMBDA_KLD):
     """-0.5 * sum(1 + logvar - mu^2 - exp(logvar)) * weight, summed over batch and dims."""
-    mu = tf.cast(mu, tf.float32)
-    logvar = tf.cast(logvar, tf.float32)
+    mu, logvar = _full(mu), _full(logvar)
     return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar)) * weight
 
 

@@ -246,7 +246,7 @@ class ParamFreeBatchNorm(keras.layers.Layer):
     def _moments(self, x):
         ctx = tf.distribute.get_replica_context()
         pooled = self.synchronized and ctx is not None and ctx.num_replicas_in_sync > 1
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
         total = tf.reduce_sum(x, axis=[0, 1, 2])
         if pooled:
             count, total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [count, total])
@@ -257,16 +257,17 @@ class ParamFreeBatchNorm(keras.layers.Layer):
         return mean, sq_dev / count, count
 
     def call(self, inputs, training=False):
-        x = tf.cast(inputs, tf.float32)
+        x = tf.cast(inputs, _stats_dtype(self))
         if training:
             mean, var, count = self._moments(x)
             unbiased = var * count / tf.maximum(count - 1.0, 1.0)
             m = self.momentum
-            self.running_mean.assign((1.0 - m) * self.running_mean + m * mean)
-            self.running_var.assign((1.0 - m) * self.running_var + m * unbiased)
+            vdt = self.running_mean.dtype
+            self.running_mean.assign((1.0 - m) * self.running_mean + m * tf.cast(mean, vdt))
+            self.running_var.assign((1.0 - m) * self.running_var + m * tf.cast(unbiased, vdt))
         else:
-            mean = tf.convert_to_tensor(self.running_mean)
-            var = tf.convert_to_tensor(self.running_var)
+            mean = tf.cast(self.running_mean, x.dtype)
+            var = tf.cast(self.running_var, x.dtype)
         y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
@@ -294,7 +295,7 @@ class InstanceNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs, training=False):
-        x = tf.cast(inputs, tf.float32)
+        x = tf.cast(inputs, _stats_dtype(self))
         mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
         y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
         return tf.cast(y, self.compute_dtype)
@@ -303,6 +304,11 @@ class InstanceNorm(keras.layers.Layer):
         config = super().get_config()
         config.update(epsilon=self.epsilon)
         return config
+
+
+def _stats_dtype(layer):
+    # Statistics in float32 under mixed precision; float64 layers keep float64.
+    return tf.float64 if layer.compute_dtype == "float64" else tf.float32
 
 
 def param_free_norm_layer(kind, num_features, name, dtype):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from spade_tf.generator import SPADEGenerator
-from tests.test_case import copy_weights
+from tests.test_case import copy_weights, two_cpu_strategy
 
 GLOBAL_BATCH = 4
 
@@ -33,9 +33,7 @@ def _bn_state(g):
 
 
 def _run_two_replicas(reference, norm, semantics):
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2, "conftest.py must configure two logical CPUs"
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = two_cpu_strategy()
     with strategy.scope():
         g = _generator(norm)
         g.build()

@@ -52,3 +52,21 @@ def save_and_load(model, tmp_path):
     path = os.path.join(str(tmp_path), "model.keras")
     model.save(path)
     return keras.saving.load_model(path, compile=False)
+
+
+_TWO_CPU_STRATEGY = []
+
+
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by every test.
+
+    A second strategy over the same devices in one process would reuse
+    collective group and instance keys and can pair up mismatched tensors.
+    """
+    import tensorflow as tf
+
+    if not _TWO_CPU_STRATEGY:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+        assert len(devices) == 2, "tests/conftest.py must configure two logical CPUs"
+        _TWO_CPU_STRATEGY.append(tf.distribute.MirroredStrategy(devices))
+    return _TWO_CPU_STRATEGY[0]

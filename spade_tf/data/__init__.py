@@ -1,0 +1,1 @@
+"""Datasets: layouts on disk, checks, preprocessing transforms, tf.data pipelines, the demo dataset."""

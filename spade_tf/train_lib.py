@@ -1,0 +1,359 @@
+"""`train(config, workdir)`: the whole training run behind `train.py`.
+
+Data (scan, check, tf.data) -> models and optimisers under the strategy ->
+resume or fine-tune -> the GAN loop with TensorBoard, a progress bar, sample
+grids and checkpoints -> a gallery of validation synthesis, the oracle score
+(demo) and a `.keras` bundle of the trained networks.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from PIL import Image
+
+from spade_tf import gallery
+from spade_tf.config import validate
+from spade_tf.trainer import GANTrainer, TrainingDiverged, clean_worker_dir, is_chief, make_strategy
+
+
+@dataclasses.dataclass
+class DataSetup:
+    train: object  # layouts.Scan
+    val: object  # layouts.Scan or None
+    decode_palette: object  # palettes.Palette when label maps are RGB, else None
+    colors: np.ndarray  # display colour per label id
+    class_names: tuple
+    demo_root: str | None
+
+
+def _label_is_rgb(path):
+    with Image.open(path) as im:
+        return im.mode in ("RGB", "RGBA")
+
+
+def prepare_data(config, run_check=True, out=print):
+    """Finds the examples, checks them (stopping on any error), and picks colours and class names."""
+    from spade_tf.data import check, layouts, palette
+
+    d = config.data
+    demo_root = None
+    if d.dataset == "demo":
+        from spade_tf.data import demo
+
+        demo_root = demo.generate_demo_dataset(
+            num_train=d.demo_num_train, num_val=d.demo_num_val, size=d.demo_size
+        )
+        layout, where = "custom", dict(root=demo_root)
+        palette_path = os.path.join(demo_root, "palette.json")
+    else:
+        layout = d.dataset
+        where = dict(root=d.root or None)
+        if d.dataset == "custom":
+            where.update(
+                label_dir=d.label_dir or None,
+                image_dir=d.image_dir or None,
+                instance_dir=d.instance_dir or None,
+            )
+        palette_path = d.palette
+    pal = palette.load_palette(palette_path) if palette_path else None
+    train_scan = layouts.find_examples(
+        layout, split=d.train_split, use_instance_map=d.use_instance_map, **where
+    )
+    val_scan = None
+    if not (d.dataset == "custom" and d.label_dir):
+        try:
+            val_scan = layouts.find_examples(
+                layout, split=d.val_split, use_instance_map=d.use_instance_map, **where
+            )
+        except FileNotFoundError as e:
+            logging.warning("No validation split: %s", e)
+    if run_check:
+        for scan in (train_scan, val_scan):
+            if scan is None:
+                continue
+            report = check.check_dataset(
+                scan, d.num_classes, d.contain_dontcare_label, d.use_instance_map, palette=pal
+            )
+            out(report.format())
+            check.require_valid(report)
+    if not train_scan.examples:
+        raise check.DatasetError(f"no training examples found: {train_scan.description}")
+    rgb = _label_is_rgb(train_scan.examples[0].label)
+    label_channels = d.num_classes + int(d.contain_dontcare_label)
+    if pal is not None:
+        colors = np.zeros((max(label_channels, len(pal.colors)), 3), np.uint8)
+        colors[: len(pal.colors)] = pal.colors
+        names = tuple(pal.names)
+    else:
+        colors = palette.default_colormap(label_channels + 1)
+        names = tuple(str(i) for i in range(d.num_classes))
+    if d.contain_dontcare_label:
+        colors[d.num_classes] = 0  # don't-care: black
+    return DataSetup(train_scan, val_scan, pal if rgb else None, colors, names, demo_root)
+
+
+def make_dataset(config, setup, examples, training, batch_size, start_index=0, repeat=True):
+    from spade_tf.data import pipeline
+
+    d = config.data
+    return pipeline.build_dataset(
+        examples,
+        num_classes=d.num_classes,
+        contain_dontcare_label=d.contain_dontcare_label,
+        use_instance_map=d.use_instance_map,
+        preprocess_mode=d.preprocess_mode,
+        load_size=d.load_size,
+        crop_size=d.crop_size,
+        aspect_ratio=d.aspect_ratio,
+        flip=d.flip,
+        training=training,
+        batch_size=batch_size,
+        seed=config.seed,
+        start_index=start_index,
+        repeat=repeat,
+        palette=setup.decode_palette,
+        drop_remainder=training,
+    )
+
+
+def colorize(labels, colors):
+    labels = np.asarray(labels)
+    return colors[np.clip(labels, 0, len(colors) - 1)]
+
+
+def _val_examples(setup, count):
+    scan = setup.val if setup.val is not None and setup.val.examples else setup.train
+    return scan.examples[:count]
+
+
+def _synthesize_all(trainer, config, setup, examples, batch_size=16):
+    """(labels, synthesized uint8, real uint8, names) for examples, eval mode, in order."""
+    ds = make_dataset(config, setup, examples, training=False, batch_size=batch_size, repeat=False)
+    labels, fakes, reals = [], [], []
+    for batch in ds:
+        fakes.append(gallery.to_uint8(trainer.synthesize(batch).numpy()))
+        reals.append(gallery.to_uint8(batch["image"].numpy()))
+        labels.append(batch["label"].numpy())
+    return np.concatenate(labels), np.concatenate(fakes), np.concatenate(reals), [e.name for e in examples]
+
+
+def _sample_grid(trainer, config, setup, batch, path, writer, step):
+    fake = gallery.to_uint8(trainer.synthesize(batch).numpy())
+    real = gallery.to_uint8(batch["image"].numpy())
+    labels = colorize(batch["label"].numpy(), setup.colors)
+    rows = [[labels[i], fake[i], real[i]] for i in range(len(fake))]
+    image = gallery.grid(rows, scale=2 if fake.shape[1] <= 128 else 1)
+    gallery.save_png(image, path)
+    with writer.as_default():
+        tf.summary.image("label | synthesized | real", image[None], step=step)
+
+
+def _write_scalars(writer, logs, step):
+    with writer.as_default():
+        for k, v in logs.items():
+            tf.summary.scalar(k, v, step=step)
+
+
+def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
+    from spade_tf import oracle
+
+    model = oracle.load_or_train_oracle(setup.demo_root)
+    real_m = oracle.evaluate_oracle(model, reals, labels, num_classes)
+    fake_m = oracle.evaluate_oracle(model, fakes, labels, num_classes)
+    ratio = fake_m["mean_iou"] / real_m["mean_iou"] if real_m["mean_iou"] > 0 else float("nan")
+    result = {
+        "oracle_miou_real": float(real_m["mean_iou"]),
+        "oracle_miou_synthesized": float(fake_m["mean_iou"]),
+        "oracle_pixel_accuracy_real": float(real_m["pixel_accuracy"]),
+        "oracle_pixel_accuracy_synthesized": float(fake_m["pixel_accuracy"]),
+        "miou_ratio": float(ratio),
+        "num_images": len(labels),
+    }
+    out(
+        f"Oracle on {len(labels)} validation images: mIoU real {result['oracle_miou_real']:.3f}, "
+        f"synthesized {result['oracle_miou_synthesized']:.3f} (ratio {ratio:.2f}); pixel accuracy real "
+        f"{result['oracle_pixel_accuracy_real']:.3f}, synthesized {result['oracle_pixel_accuracy_synthesized']:.3f}"
+    )
+    return result
+
+
+def _finish(trainer, config, setup, workdir, writer, step, out):
+    """Gallery, oracle evaluation (demo) and the model bundle."""
+    from spade_tf.bundle import save_bundle
+
+    examples = _val_examples(setup, config.eval.gallery_size)
+    labels, fakes, reals, names = _synthesize_all(trainer, config, setup, examples)
+    entries = [
+        (names[i], {"label": colorize(labels[i], setup.colors), "synthesized": fakes[i], "real": reals[i]})
+        for i in range(len(names))
+    ]
+    page = gallery.write_html_gallery(os.path.join(workdir, "gallery"), entries, f"spade_tf: step {step}")
+    gallery.save_png(
+        gallery.grid([[e[1]["label"], e[1]["synthesized"], e[1]["real"]] for e in entries], scale=2),
+        os.path.join(workdir, "gallery.png"),
+    )
+    out(f"Gallery of {len(entries)} validation label maps: {page}")
+    result = {"step": step}
+    if config.eval.oracle and setup.demo_root:
+        all_val = _val_examples(setup, 10**9)
+        labels, fakes, reals, _ = _synthesize_all(trainer, config, setup, all_val)
+        result.update(_evaluate_with_oracle(setup, labels, fakes, reals, config.data.num_classes, out))
+        _write_scalars(writer, {k: v for k, v in result.items() if k.startswith("oracle")}, step)
+    options = {
+        "config": json.loads(config.to_json()),
+        "class_names": list(setup.class_names),
+        "palette": setup.colors.tolist(),
+        "step": step,
+    }
+    bundle = save_bundle(
+        os.path.join(workdir, "model.keras"),
+        trainer.generator,
+        trainer.discriminator,
+        trainer.encoder,
+        options,
+    )
+    out(f"Model bundle: {bundle}")
+    result["bundle"] = bundle
+    with open(os.path.join(workdir, "result.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def train(config, workdir, out=print, strategy=None):
+    """Trains (or resumes) in `workdir`.
+
+    Returns:
+        A dict: the final step, training seconds, the evaluation (demo oracle),
+        the bundle path, and the GANTrainer itself under "trainer".
+    """
+    validate(config)
+    t = config.train
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    strategy = strategy or make_strategy()
+    chief = is_chief(strategy)
+    os.makedirs(workdir, exist_ok=True)
+
+    setup = prepare_data(config, run_check=config.data.check, out=out)
+    num_train = len(setup.train.examples)
+    gb = int(t.batch_size)
+    if num_train < gb:
+        raise ValueError(f"{num_train} training examples are fewer than train.batch_size={gb}.")
+    steps_per_epoch = num_train // gb
+    total = (t.num_epochs + t.num_decay_epochs) * steps_per_epoch
+    if t.max_steps > 0:
+        total = min(total, t.max_steps)
+
+    with strategy.scope():
+        vgg = None
+        if t.vgg_weights:
+            from spade_tf.losses import VGGPerceptualLoss
+
+            vgg = VGGPerceptualLoss(t.vgg_weights, t.lambda_vgg, t.vgg_preprocessing)
+    trainer = GANTrainer(config, strategy, steps_per_epoch, vgg)
+
+    worker_dir = None
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not chief:
+        # Every worker must take part in saving; only the chief's copy is kept.
+        worker_dir = os.path.join(workdir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
+        ckpt_dir = os.path.join(worker_dir, "checkpoints")
+    manager = tf.train.CheckpointManager(trainer.checkpoint(), ckpt_dir, max_to_keep=t.keep_checkpoints)
+    restored = manager.restore_or_initialize()
+    step = int(trainer.step.numpy())
+    if restored:
+        out(f"Resuming from {restored} (step {step}).")
+    elif t.init_from:
+        loaded = trainer.load_pretrained(t.init_from)
+        out(f"Fine-tuning from {t.init_from} ({', '.join(loaded)}).")
+    if chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=1))
+
+    ds = make_dataset(
+        config, setup, setup.train.examples, training=True, batch_size=gb, start_index=step * gb
+    )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    iterator = iter(strategy.experimental_distribute_dataset(ds.with_options(options)))
+    writer = (
+        tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        if chief
+        else tf.summary.create_noop_writer()
+    )
+    sample_batch = next(
+        iter(make_dataset(config, setup, _val_examples(setup, 8), training=False, batch_size=8, repeat=False))
+    )
+
+    out(
+        f"Training {config.data.dataset}: {num_train} examples, global batch {gb} on "
+        f"{strategy.num_replicas_in_sync} replica(s), steps {step} -> {total}, workdir {workdir}"
+    )
+    progbar = keras.utils.Progbar(total, stateful_metrics=["G", "D", "img/s"], unit_name="step")
+    start, window_start, window_steps = time.monotonic(), time.monotonic(), 0
+    sums = {}
+    last_saved = step if restored else -1
+    while step < total:
+        logs = trainer.train_step(next(iterator))
+        step += 1
+        if not logs.finite():
+            bad = ", ".join(f"{k}={v}" for k, v in logs.values.items() if not np.isfinite(v))
+            raise TrainingDiverged(
+                f"step {step}: {bad}. Training stopped; the last good checkpoint "
+                f"({manager.latest_checkpoint or 'none yet'}) is kept. Try a lower train.lr, "
+                "train.precision='float32', or check the data for broken images."
+            )
+        for k, v in logs.values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        window_steps += 1
+        g_total = sum(v for k, v in logs.values.items() if k.startswith("G_"))
+        d_total = logs.values["D_Fake"] + logs.values["D_real"]
+        elapsed = time.monotonic() - window_start
+        progbar.update(
+            step, [("G", g_total), ("D", d_total), ("img/s", window_steps * gb / max(elapsed, 1e-9))]
+        )
+        if step % t.log_every == 0 or step == total:
+            means = {k: v / window_steps for k, v in sums.items()}
+            means["images_per_second"] = window_steps * gb / max(time.monotonic() - window_start, 1e-9)
+            means["lr/G"] = float(trainer.g_optimizer.learning_rate)
+            means["lr/D"] = float(trainer.d_optimizer.learning_rate)
+            _write_scalars(writer, means, step)
+            logging.info(
+                "step %d/%d %s", step, total, " ".join(f"{k}={v:.4g}" for k, v in sorted(means.items()))
+            )
+            sums, window_steps, window_start = {}, 0, time.monotonic()
+        if chief and t.image_every and step % t.image_every == 0:
+            _sample_grid(
+                trainer,
+                config,
+                setup,
+                sample_batch,
+                os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                writer,
+                step,
+            )
+        out_of_time = t.max_seconds > 0 and time.monotonic() - start > t.max_seconds
+        if step % t.checkpoint_every == 0 or step == total or out_of_time:
+            manager.save(checkpoint_number=step)
+            last_saved = step
+        if out_of_time:
+            out(f"\nStopping at step {step}: train.max_seconds={t.max_seconds} reached.")
+            break
+    if last_saved != step:
+        manager.save(checkpoint_number=step)
+    train_seconds = time.monotonic() - start
+    writer.flush()
+    result = {"step": step, "train_seconds": train_seconds}
+    if chief:
+        result.update(_finish(trainer, config, setup, workdir, writer, step, out))
+        result["train_seconds"] = train_seconds
+    clean_worker_dir(worker_dir)
+    result["trainer"] = trainer
+    return result

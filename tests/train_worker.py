@@ -1,0 +1,78 @@
+"""Runs a short training in its own process for the resume / multi-worker / divergence tests.
+
+    python tests/train_worker.py WORKDIR OUT.npz [config.key=value ...]
+
+Starts from configs/demo.py:small with the given overrides, trains, then
+writes every G/D/E weight to OUT.npz. Test hooks (environment variables), set
+only by tests:
+  SPADE_TF_TEST_HANG_AT_SAVE=S  the checkpoint save of step S stops after its data files are
+                                written but before the `checkpoint` index file names it, creates
+                                WORKDIR/hanging and sleeps: the test kills the process there.
+  SPADE_TF_TEST_NAN_AT=K        training step K returns a NaN loss.
+"""
+
+import ast
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from tensorflow.python.checkpoint import checkpoint_management  # noqa: E402
+
+from configs.demo import get_config  # noqa: E402
+from spade_tf import train_lib, trainer  # noqa: E402
+
+
+def _install_hooks(workdir):
+    hang_at = int(os.environ.get("SPADE_TF_TEST_HANG_AT_SAVE", "0"))
+    if hang_at:
+        real = checkpoint_management.update_checkpoint_state_internal
+
+        def hanging(save_dir, model_checkpoint_path, *args, **kwargs):
+            if model_checkpoint_path.endswith(f"ckpt-{hang_at}"):
+                open(os.path.join(workdir, "hanging"), "w").close()
+                time.sleep(3600)
+            return real(save_dir, model_checkpoint_path, *args, **kwargs)
+
+        checkpoint_management.update_checkpoint_state_internal = hanging
+    nan_at = int(os.environ.get("SPADE_TF_TEST_NAN_AT", "0"))
+    if nan_at:
+        real_step = trainer.GANTrainer.train_step
+
+        def step(self, batch):
+            logs = real_step(self, batch)
+            if int(self.step.numpy()) == nan_at:
+                logs.values["G_GAN"] = float("nan")
+            return logs
+
+        trainer.GANTrainer.train_step = step
+
+
+def main():
+    workdir, out = sys.argv[1], sys.argv[2]
+    config = get_config("small")
+    for item in sys.argv[3:]:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        setattr(getattr(config, section), name, value)
+    _install_hooks(workdir)
+    result = train_lib.train(config, workdir)
+    t = result.get("trainer")
+    weights = {}
+    for name, model in (("G", t.generator), ("D", t.discriminator), ("E", t.encoder)):
+        if model is not None:
+            for v in model.weights:
+                weights[f"{name}/{v.path.split('/', 1)[1]}"] = v.numpy()
+    weights["step"] = np.array(result["step"])
+    np.savez(out, **weights)
+
+
+if __name__ == "__main__":
+    main()
