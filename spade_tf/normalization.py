@@ -27,8 +27,11 @@ def xavier_normal(gain=0.02):
 
 
 def _unit_normal(shape, dtype=None):
-    v = keras.random.normal(shape, dtype=dtype)
-    return v / keras.ops.maximum(keras.ops.norm(v), 1e-12)
+    # tf.random (seeded by keras.utils.set_random_seed) rather than keras.random,
+    # whose global SeedGenerator is a variable bound to the first strategy that
+    # created it: models built under a second strategy would fail.
+    v = tf.random.normal(shape, dtype=dtype or "float32")
+    return v / tf.maximum(tf.norm(v), 1e-12)
 
 
 def _normalize(v, eps):

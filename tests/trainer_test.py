@@ -314,3 +314,33 @@ def test_demo_synthesis_respects_labels(tmp_path):
     print("\n".join(printed[-3:]))
     assert result["oracle_miou_real"] > 0.8
     assert result["miou_ratio"] >= 0.7, result
+
+
+@pytest.mark.parametrize(
+    "precision,xla",
+    [("mixed_bfloat16", False), ("mixed_float16", False), ("float32", True), ("mixed_bfloat16", True)],
+)
+def test_precision_and_xla_switches_train(demo_cache, precision, xla):
+    config = get_config("small")
+    config.train.precision = precision
+    config.train.xla = xla
+    config.model.use_vae = True
+    config.model.latent_dim = 16
+    setup = train_lib.prepare_data(config, run_check=False)
+    batch = next(
+        iter(train_lib.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4))
+    )
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    trainer = GANTrainer(config, strategy, steps_per_epoch=12)
+    before = _weights(trainer)
+    for _ in range(2):
+        logs = trainer.train_step(
+            next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+        )
+        assert logs.finite(), logs.values
+    after = _weights(trainer)
+    assert all(v.dtype == np.float32 for v in after.values())
+    moved = [k for k in after if "kernel" in k and not np.array_equal(after[k], before[k])]
+    assert len(moved) > 0.9 * sum("kernel" in k for k in after)
+    if precision == "mixed_float16":
+        assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
