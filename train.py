@@ -19,7 +19,8 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from spade_tf import train_lib  # noqa: E402
-from spade_tf.config import check_command_line  # noqa: E402
+from spade_tf.config import check_command_line, validate  # noqa: E402
+from spade_tf.data.check import DatasetError  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.py")
 FLAGS = flags.FLAGS
@@ -42,9 +43,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
+    try:
+        validate(config)
+    except ValueError as e:
+        sys.exit(f"train.py: error: {e}")
     workdir = FLAGS.workdir or os.path.join("workdirs", config.data.dataset)
     logging.info("Config:\n%s", config)
-    train_lib.train(config, workdir)
+    try:
+        train_lib.train(config, workdir)
+    except DatasetError:
+        # The check's report, with each file and its fix, is already printed.
+        sys.exit("train.py: the dataset check failed (see the report above); nothing was trained.")
 
 
 if __name__ == "__main__":

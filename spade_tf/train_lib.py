@@ -187,11 +187,13 @@ def _finish(trainer, config, setup, workdir, writer, step, out):
     """Gallery, oracle evaluation (demo) and the model bundle."""
     from spade_tf.bundle import save_bundle
 
-    examples = _val_examples(setup, config.eval.gallery_size)
-    labels, fakes, reals, names = _synthesize_all(trainer, config, setup, examples)
+    evaluate = bool(config.eval.oracle and setup.demo_root)
+    # With the oracle every validation image is synthesized once; the gallery is its head.
+    count = 10**9 if evaluate else config.eval.gallery_size
+    labels, fakes, reals, names = _synthesize_all(trainer, config, setup, _val_examples(setup, count))
     entries = [
         (names[i], {"label": colorize(labels[i], setup.colors), "synthesized": fakes[i], "real": reals[i]})
-        for i in range(len(names))
+        for i in range(min(len(names), config.eval.gallery_size))
     ]
     page = gallery.write_html_gallery(os.path.join(workdir, "gallery"), entries, f"spade_tf: step {step}")
     gallery.save_png(
@@ -200,9 +202,7 @@ def _finish(trainer, config, setup, workdir, writer, step, out):
     )
     out(f"Gallery of {len(entries)} validation label maps: {page}")
     result = {"step": step}
-    if config.eval.oracle and setup.demo_root:
-        all_val = _val_examples(setup, 10**9)
-        labels, fakes, reals, _ = _synthesize_all(trainer, config, setup, all_val)
+    if evaluate:
         result.update(_evaluate_with_oracle(setup, labels, fakes, reals, config.data.num_classes, out))
         _write_scalars(writer, {k: v for k, v in result.items() if k.startswith("oracle")}, step)
     options = {

@@ -339,13 +339,18 @@ class GANTrainer:
             if ours is None or theirs is None:
                 continue
             mine, other = ours.get_weights(), theirs.get_weights()
-            shapes = [w.shape for w in mine], [w.shape for w in other]
-            if shapes[0] != shapes[1]:
+            mismatch = [
+                (v.path, a.shape, b.shape) for v, a, b in zip(ours.weights, mine, other) if a.shape != b.shape
+            ]
+            if len(mine) != len(other) or mismatch:
+                detail = (
+                    f"first mismatch {mismatch[0][0]}: config {mismatch[0][1]}, file {mismatch[0][2]}"
+                    if mismatch
+                    else f"{len(mine)} weights in the config's model, {len(other)} in the file"
+                )
                 raise ValueError(
-                    f"{bundle_path}: its {name} does not match the config's ({len(other)} vs {len(mine)} "
-                    f"weights; first differing shape "
-                    f"{next((a, b) for a, b in zip(shapes[1], shapes[0]) if a != b) if len(mine) == len(other) else 'n/a'}"
-                    "). Use the dataset's config (label count, ngf, num_upsampling_layers, use_vae) of the checkpoint."
+                    f"{bundle_path}: its {name} does not match the config ({detail}). Use the config of the "
+                    "checkpoint's dataset (label count, ngf, num_upsampling_layers, use_vae)."
                 )
             ours.set_weights(other)
             loaded.append(name)

@@ -344,3 +344,16 @@ def test_precision_and_xla_switches_train(demo_cache, precision, xla):
     assert len(moved) > 0.9 * sum("kernel" in k for k in after)
     if precision == "mixed_float16":
         assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_fine_tune_refuses_another_architecture(demo_cache, tmp_path):
+    config = get_config("small")
+    other = get_config("small")
+    other.model.base_filters = 4
+    g, d, e = build_models(other)
+    path = save_bundle(str(tmp_path / "other.keras"), g, d, e)
+    trainer = GANTrainer(config, tf.distribute.MirroredStrategy(["/cpu:0"]), steps_per_epoch=12)
+    with pytest.raises(
+        ValueError, match=r"other.keras: its generator does not match the config \(first mismatch"
+    ):
+        trainer.load_pretrained(path)
