@@ -333,15 +333,19 @@ def test_precision_and_xla_switches_train(demo_cache, precision, xla):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     trainer = GANTrainer(config, strategy, steps_per_epoch=12)
     before = _weights(trainer)
-    for _ in range(2):
-        logs = trainer.train_step(
-            next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
-        )
+    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+    kernels = [k for k in before if "kernel" in k]
+    # float16's dynamic loss scaling starts at 2**15 and skips the steps whose
+    # scaled gradients overflow, halving the scale each time: allow a few.
+    for _ in range(12 if precision == "mixed_float16" else 2):
+        logs = trainer.train_step(next(iter(dist)))
         assert logs.finite(), logs.values
-    after = _weights(trainer)
+        after = _weights(trainer)
+        moved = [k for k in kernels if not np.array_equal(after[k], before[k])]
+        if len(moved) > 0.9 * len(kernels):
+            break
     assert all(v.dtype == np.float32 for v in after.values())
-    moved = [k for k in after if "kernel" in k and not np.array_equal(after[k], before[k])]
-    assert len(moved) > 0.9 * sum("kernel" in k for k in after)
+    assert len(moved) > 0.9 * len(kernels)
     if precision == "mixed_float16":
         assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
 
