@@ -19,6 +19,7 @@ from PIL import Image
 
 from spade_tf import gallery
 from spade_tf.config import validate
+from spade_tf.data.palette import colorize
 from spade_tf.trainer import GANTrainer, TrainingDiverged, clean_worker_dir, is_chief, make_strategy
 
 
@@ -120,11 +121,6 @@ def make_dataset(config, setup, examples, training, batch_size, start_index=0, r
         palette=setup.decode_palette,
         drop_remainder=training,
     )
-
-
-def colorize(labels, colors):
-    labels = np.asarray(labels)
-    return colors[np.clip(labels, 0, len(colors) - 1)]
 
 
 def _val_examples(setup, count):

@@ -278,18 +278,11 @@ def test_small_run_writes_tensorboard_samples_gallery_and_bundle(demo_cache, tmp
 
     bundle = load_bundle(str(work / "model.keras"))
     assert bundle.options["class_names"][0] == "sky"
-    batch = next(
-        iter(
-            train_lib.make_dataset(
-                config,
-                train_lib.prepare_data(config, False),
-                train_lib.prepare_data(config, False).val.examples[:2],
-                False,
-                2,
-                repeat=False,
-            )
-        )
+    setup = train_lib.prepare_data(config, run_check=False)
+    ds = train_lib.make_dataset(
+        config, setup, setup.val.examples[:2], training=False, batch_size=2, repeat=False
     )
+    batch = next(iter(ds))
     np.testing.assert_allclose(
         bundle.generator(result["trainer"].semantics(batch)).numpy(),
         result["trainer"].synthesize(batch).numpy(),
