@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from spade_tf import ops
 from spade_tf.normalization import PACKAGE, SPADE, Conv2D
 
 
@@ -23,6 +24,10 @@ class SPADEResBlock(keras.layers.Layer):
         use_spectral_norm: spectral norm on conv_0, conv_1 and conv_s.
         spade_kernel_size: kernel size of SPADE's modulation convs.
         spade_hidden_filters: hidden width of SPADE's modulation convs.
+        fast: SPADE's exact fast path (see `SPADE`).
+
+    Call: `block(x, segmap, training=False, taps=None)`; `taps` is an optional
+    `LabelTaps` at x's size, shared by the block's SPADE layers.
 
     Reference: https://arxiv.org/abs/1903.07291 (Fig. 10).
     """
@@ -36,6 +41,7 @@ class SPADEResBlock(keras.layers.Layer):
         use_spectral_norm=True,
         spade_kernel_size=3,
         spade_hidden_filters=128,
+        fast=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -46,6 +52,7 @@ class SPADEResBlock(keras.layers.Layer):
         self.use_spectral_norm = bool(use_spectral_norm)
         self.spade_kernel_size = int(spade_kernel_size)
         self.spade_hidden_filters = int(spade_hidden_filters)
+        self.fast = bool(fast)
         self.learned_shortcut = self.input_filters != self.filters
         middle = min(self.input_filters, self.filters)
         dtype = self.dtype_policy
@@ -57,6 +64,7 @@ class SPADEResBlock(keras.layers.Layer):
                 param_free_norm,
                 spade_kernel_size,
                 spade_hidden_filters,
+                fast=self.fast,
                 name=name,
                 dtype=dtype,
             )
@@ -93,13 +101,16 @@ class SPADEResBlock(keras.layers.Layer):
     def _norms(self):
         return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
 
-    def call(self, x, segmap, training=False):
+    def call(self, x, segmap, training=False, taps=None):
+        if self.fast and taps is None:
+            taps = self.norm_0.label_taps(segmap, ops.spatial_size(x))
+        kw = dict(training=training, taps=taps)
         if self.learned_shortcut:
-            x_s = self.conv_s(self.norm_s(x, segmap, training=training), training=training)
+            x_s = self.conv_s(self.norm_s(x, segmap, **kw), training=training)
         else:
             x_s = x
-        dx = self.conv_0(tf.nn.leaky_relu(self.norm_0(x, segmap, training=training), 0.2), training=training)
-        dx = self.conv_1(tf.nn.leaky_relu(self.norm_1(dx, segmap, training=training), 0.2), training=training)
+        dx = self.conv_0(tf.nn.leaky_relu(self.norm_0(x, segmap, **kw), 0.2), training=training)
+        dx = self.conv_1(tf.nn.leaky_relu(self.norm_1(dx, segmap, **kw), 0.2), training=training)
         return x_s + dx
 
     def get_config(self):
@@ -112,5 +123,6 @@ class SPADEResBlock(keras.layers.Layer):
             use_spectral_norm=self.use_spectral_norm,
             spade_kernel_size=self.spade_kernel_size,
             spade_hidden_filters=self.spade_hidden_filters,
+            fast=self.fast,
         )
         return config

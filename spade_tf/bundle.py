@@ -76,6 +76,9 @@ def load_bundle(path):
             f"model file not found: {path}. Convert an official checkpoint with "
             "`python -m spade_tf.convert` or point at a training workdir's export."
         )
+    # Registers the layer classes the file names; a caller may not have imported them yet.
+    from spade_tf import discriminator, encoder, generator  # noqa: F401
+
     bundle = keras.saving.load_model(path, compile=False)
     if not isinstance(bundle, SPADEBundle):
         raise ValueError(f"{path} holds a {type(bundle).__name__}, not a spade_tf SPADEBundle.")

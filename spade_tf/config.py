@@ -81,6 +81,16 @@ def base_config():
     c.eval = ml_collections.ConfigDict()
     c.eval.gallery_size = 16  # validation label maps synthesized at the end
     c.eval.oracle = False  # demo only: segmentation oracle mIoU of synthesized vs real
+    # Evaluation during training (spade_tf.evaluation), logged to TensorBoard under eval/.
+    c.eval.every = 0  # steps between evaluations; 0 = off
+    c.eval.num_images = 64  # validation images synthesized for each evaluation
+    c.eval.inception_weights = ""  # FID/KID Inception weights file (see spade_tf.inception); "" = no FID/KID
+    c.eval.segmenter = ""  # segmentation SavedModel for mIoU (spade_tf.segmenter); "" = none
+    c.eval.segmenter_input_range = ""  # "0_1", "0_255", "-1_1"; "" = from its input dtype
+    c.eval.segmenter_output = "logits"  # logits, probabilities or ids
+    c.eval.label_class_map = ""  # e.g. "cityscapes": label ids -> evaluated ids
+    c.eval.num_eval_classes = 0  # 0 = data.num_classes
+    c.eval.ignore_index = -1  # label id left out of mIoU; -1 = none
     return c
 
 
@@ -110,7 +120,31 @@ def validate(config):
             + (" (or --config.data.label_dir/image_dir)" if config.data.dataset == "custom" else "")
             + "."
         )
+    _validate_eval(config.eval)
     return config
+
+
+def _validate_eval(e):
+    import os
+
+    # Configs saved before these keys existed (in older bundles) leave them out.
+    every = e.get("every", 0)
+    if every < 0:
+        raise ValueError(f"eval.every={every}: must be 0 (off) or a number of steps.")
+    if not every:
+        return
+    if e.num_images < 2:
+        raise ValueError(f"eval.num_images={e.num_images}: KID and FID need at least 2 images.")
+    for key in ("inception_weights", "segmenter"):
+        path = e.get(key, "")
+        if path and not os.path.exists(path):
+            raise ValueError(
+                f"eval.{key}={path!r} does not exist; give the file/folder or leave it empty "
+                "(see README, Evaluation: nothing is downloaded)."
+            )
+    _choice("eval.segmenter_output", e.segmenter_output, ("logits", "probabilities", "ids"))
+    if e.segmenter_input_range:
+        _choice("eval.segmenter_input_range", e.segmenter_input_range, ("0_1", "0_255", "-1_1"))
 
 
 def load_config_file(spec):

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from spade_tf import ops
 from spade_tf.blocks import SPADEResBlock
-from spade_tf.normalization import PACKAGE, Conv2D, check_choice, xavier_normal
+from spade_tf.normalization import PACKAGE, Conv2D, check_choice, encode_semantics, label_taps, xavier_normal
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}
 
@@ -58,6 +58,10 @@ class SPADEGenerator(keras.Model):
         use_spectral_norm: spectral norm in the residual blocks' convs.
         spade_kernel_size: kernel of SPADE's modulation convs.
         spade_hidden_filters: hidden width of SPADE's modulation convs.
+        fast: SPADE's exact fast path (see `SPADE`); the label codes are then
+            computed once per call and resized once per resolution for all
+            SPADE layers there. Off, every SPADE resizes and convolves the
+            float map (the reference computation). Same weights either way.
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
@@ -80,6 +84,7 @@ class SPADEGenerator(keras.Model):
         use_spectral_norm=True,
         spade_kernel_size=3,
         spade_hidden_filters=128,
+        fast=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +99,7 @@ class SPADEGenerator(keras.Model):
         self.use_spectral_norm = bool(use_spectral_norm)
         self.spade_kernel_size = int(spade_kernel_size)
         self.spade_hidden_filters = int(spade_hidden_filters)
+        self.fast = bool(fast)
         self.num_up = UPSAMPLING_CHOICES.get(num_upsampling_layers)
         self.grid_height, self.grid_width = latent_grid(crop_size, aspect_ratio, num_upsampling_layers)
         nf = self.base_filters
@@ -118,6 +124,7 @@ class SPADEGenerator(keras.Model):
                 use_spectral_norm,
                 spade_kernel_size,
                 spade_hidden_filters,
+                fast=self.fast,
                 name=name,
                 dtype=dtype,
             )
@@ -184,15 +191,30 @@ class SPADEGenerator(keras.Model):
             x = ops.nearest_resize(semantics, (h // 2**self.num_up, w // 2**self.num_up))
             x = self.fc(x)
 
-        x = self.head_0(x, semantics, training=training)
+        if self.fast:
+            codes, exact = encode_semantics(semantics)
+
+            def taps(x):
+                # Once per resolution, shared by every SPADE layer there.
+                return label_taps(
+                    codes, ops.spatial_size(x), self.semantic_channels, self.spade_kernel_size, exact
+                )
+        else:
+
+            def taps(x):
+                return None
+
+        x = self.head_0(x, semantics, training=training, taps=taps(x))
         x = ops.upsample_nearest_2x(x)
-        x = self.G_middle_0(x, semantics, training=training)
+        level = taps(x)
+        x = self.G_middle_0(x, semantics, training=training, taps=level)
         if self.num_upsampling_layers in ("more", "most"):
             x = ops.upsample_nearest_2x(x)
-        x = self.G_middle_1(x, semantics, training=training)
+            level = taps(x)
+        x = self.G_middle_1(x, semantics, training=training, taps=level)
         for block in self.blocks()[3:]:
             x = ops.upsample_nearest_2x(x)
-            x = block(x, semantics, training=training)
+            x = block(x, semantics, training=training, taps=taps(x))
         x = self.conv_img(tf.nn.leaky_relu(x, 0.2))
         # float32 out under mixed precision (the variable dtype).
         return tf.cast(tf.tanh(x), self.variable_dtype)
@@ -213,4 +235,5 @@ class SPADEGenerator(keras.Model):
             "use_spectral_norm": self.use_spectral_norm,
             "spade_kernel_size": self.spade_kernel_size,
             "spade_hidden_filters": self.spade_hidden_filters,
+            "fast": self.fast,
         }

@@ -60,7 +60,11 @@ def nearest_resize(x, size):
 
 def upsample_nearest_2x(x):
     """`nn.Upsample(scale_factor=2)`: every pixel repeated into a 2x2 block."""
-    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+    # One broadcast and a free reshape: a single copy, where two tf.repeat calls make two.
+    dyn = tf.shape(x)
+    n, h, w, c = (x.shape[i] if x.shape[i] is not None else dyn[i] for i in range(4))
+    blocks = tf.broadcast_to(x[:, :, None, :, None, :], [n, h, 2, w, 2, c])
+    return tf.reshape(blocks, [n, 2 * h, 2 * w, c])
 
 
 def avg_pool_3x3_s2_exclude_pad(x):

@@ -179,6 +179,59 @@ def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
     return result
 
 
+def _make_evaluator(trainer, config, setup, writer, out):
+    """`evaluate(step)` for eval.every: loads the Inception weights, segmenter and oracle once, up front."""
+    from spade_tf import evaluation
+
+    e = config.eval
+    inception = segmenter = oracle = label_map = None
+    if e.inception_weights:
+        from spade_tf.inception import load_inception
+
+        inception = load_inception(e.inception_weights)
+    if e.segmenter:
+        from spade_tf.segmenter import Segmenter
+
+        segmenter = Segmenter(
+            e.segmenter, input_range=e.segmenter_input_range or None, output=e.segmenter_output
+        )
+    if e.label_class_map:
+        from spade_tf.segmenter import load_class_map
+
+        label_map = load_class_map(e.label_class_map)
+    if setup.demo_root:
+        from spade_tf import oracle as demo_oracle
+
+        oracle = demo_oracle.load_or_train_oracle(setup.demo_root)
+    if not (inception or segmenter or oracle):
+        raise ValueError(
+            "eval.every is set but there is nothing to measure: set eval.inception_weights (FID, KID) or "
+            "eval.segmenter (mIoU), or train the demo (its oracle)."
+        )
+    examples = _val_examples(setup, e.num_images)
+
+    def evaluate(step):
+        labels, fakes, reals, _ = _synthesize_all(trainer, config, setup, examples)
+        result = evaluation.evaluate_images(
+            labels,
+            fakes,
+            reals,
+            config.data.num_classes,
+            inception=inception,
+            segmenter=segmenter,
+            num_eval_classes=e.num_eval_classes or None,
+            ignore_index=None if e.ignore_index < 0 else e.ignore_index,
+            label_class_map=label_map,
+            oracle=oracle,
+            segment_real=False,
+        )
+        _write_scalars(writer, evaluation.tensorboard_scalars(result), step)
+        out("\nstep " + str(step) + " evaluation:\n" + evaluation.format_table(result))
+        return result
+
+    return evaluate
+
+
 def _finish(trainer, config, setup, workdir, writer, step, out):
     """Gallery, oracle evaluation (demo) and the model bundle."""
     from spade_tf.bundle import save_bundle
@@ -292,6 +345,7 @@ def train(config, workdir, out=print, strategy=None):
         f"Training {config.data.dataset}: {num_train} examples, global batch {gb} on "
         f"{strategy.num_replicas_in_sync} replica(s), steps {step} -> {total}, workdir {workdir}"
     )
+    evaluator = _make_evaluator(trainer, config, setup, writer, out) if config.eval.get("every", 0) else None
     progbar = keras.utils.Progbar(total, stateful_metrics=["G", "D", "img/s"], unit_name="step")
     start, window_start, window_steps = time.monotonic(), time.monotonic(), 0
     sums = {}
@@ -335,6 +389,8 @@ def train(config, workdir, out=print, strategy=None):
                 writer,
                 step,
             )
+        if chief and evaluator is not None and (step % config.eval.every == 0 or step == total):
+            evaluator(step)
         out_of_time = t.max_seconds > 0 and time.monotonic() - start > t.max_seconds
         if step % t.checkpoint_every == 0 or step == total or out_of_time:
             manager.save(checkpoint_number=step)

@@ -70,3 +70,89 @@ def two_cpu_strategy():
         assert len(devices) == 2, "tests/conftest.py must configure two logical CPUs"
         _TWO_CPU_STRATEGY.append(tf.distribute.MirroredStrategy(devices))
     return _TWO_CPU_STRATEGY[0]
+
+
+def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=False, num_classes=4, size=32):
+    """The demo config's small variant, reshaped: a random-weight model builds in about a second."""
+    from spade_tf.config import load_config_file
+
+    config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py:small"))
+    config.data.num_classes = num_classes
+    config.data.use_instance_map = use_instance_map
+    config.data.contain_dontcare_label = contain_dontcare_label
+    config.data.crop_size = config.data.load_size = size
+    config.model.use_vae = use_vae
+    config.model.latent_dim = 16
+    config.model.encoder_image_size = size
+    return config
+
+
+def make_responsive(generator, num_classes, use_instance_map, size, gain=50.0, seed=0):
+    """Makes a random-weight generator's image depend on its label map, as a trained model's does.
+
+    At initialisation the SPADE convs are tiny (xavier gain 0.02), so gamma and beta are ~0 and the labels
+    barely move the image; and the batch norms' running statistics are the initial (0, 1), so at inference
+    nothing is normalised: activations grow to ~1e15 and tanh saturates every pixel to 0 or 255, whatever the
+    labels. A test comparing two such models' outputs would check nothing. Scaling the SPADE convs by `gain`
+    (gamma and beta become O(1)), taking the running statistics from one training-mode pass and scaling the
+    output conv to a 0.5 standard deviation gives images that change where the label map changes.
+    """
+    import tensorflow as tf
+
+    from spade_tf.normalization import ParamFreeBatchNorm
+    from spade_tf.preprocessing import make_semantics
+
+    g = generator
+    spades = [
+        n for b in g.blocks() for n in (b.norm_0, b.norm_1, b.norm_s if b.learned_shortcut else None) if n
+    ]
+    for spade in spades:
+        for conv in (spade.mlp_shared, spade.mlp_gamma, spade.mlp_beta):
+            conv.kernel.assign(conv.kernel * gain)
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, num_classes, (8, size // 8, size // 8))
+    ids = np.repeat(np.repeat(coarse, 8, 1), 8, 2).astype(np.int32)
+    channels = g.semantic_channels - int(use_instance_map)
+    semantics = make_semantics(ids, channels, ids if use_instance_map else None)
+    z = tf.random.stateless_normal([8, g.latent_dim], seed=[seed, 1]) if g.use_vae else None
+    norms = [n.param_free_norm for n in spades if isinstance(n.param_free_norm, ParamFreeBatchNorm)]
+    momenta = [n.momentum for n in norms]
+    for n in norms:
+        n.momentum = 1.0  # the running statistics become this pass's batch statistics
+    g(semantics, z, training=True)
+    for n, m in zip(norms, momenta):
+        n.momentum = m
+    spread = float(np.std(g(semantics, z, training=False)))
+    g.conv_img.kernel.assign(g.conv_img.kernel * (0.5 / spread))
+    return g
+
+
+def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
+    """Writes a random-weight model as train.py would (`path` is a workdir folder or a .keras file).
+
+    Keyword arguments go to `tiny_config`. `responsive` applies `make_responsive` (images that depend on
+    the labels). Returns the bundle file path.
+    """
+    import json as _json
+
+    from spade_tf.bundle import save_bundle
+    from spade_tf.data.palette import default_colormap
+    from spade_tf.trainer import build_models
+
+    config = tiny_config(**kwargs)
+    keras.utils.set_random_seed(seed)
+    g, d, e = build_models(config)
+    n = config.data.num_classes
+    if responsive:
+        make_responsive(g, n, config.data.use_instance_map, config.data.crop_size, seed=seed)
+    options = {
+        "config": _json.loads(config.to_json()),
+        "class_names": list(class_names or [f"class{i}" for i in range(n)]),
+        "palette": default_colormap(n + 1)[1:].tolist() + [[0, 0, 0]],
+        "step": 0,
+    }
+    path = str(path)
+    if not path.endswith(".keras"):
+        os.makedirs(path, exist_ok=True)
+        path = os.path.join(path, "model.keras")
+    return save_bundle(path, g, d, e, options)

@@ -1,0 +1,120 @@
+"""Labels photos with a segmentation SavedModel and writes a dataset train.py accepts (the Flickr recipe).
+
+python label_photos.py --segmenter=/models/seg --photos=/data/flickr --output=/data/flickr_labelled \
+    --input_range=0_255 --class_names=classes.txt --val_fraction=0.05 --min_coverage=0.6
+python label_photos.py --segmenter=/models/deeplab_cityscapes --class_map=cityscapes --photos=... --output=...
+
+Try it on the demo: export the demo oracle, then label demo photos with it:
+
+python label_photos.py --export_demo_oracle=/tmp/oracle_savedmodel
+python label_photos.py --segmenter=/tmp/oracle_savedmodel --photos=<demo>/train/images --output=/tmp/labelled
+
+Then train with the command the report prints (configs/custom.py with --config.data.root=OUTPUT).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from spade_tf import label_photos, segmenter  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("segmenter", None, "Segmentation SavedModel folder.")
+flags.DEFINE_string("photos", None, "Folder of .jpg/.jpeg/.png photos.")
+flags.DEFINE_string("output", None, "Dataset folder to write (custom layout).")
+flags.DEFINE_string("signature", "serving_default", "Signature of the SavedModel to call.")
+flags.DEFINE_enum(
+    "input_range",
+    None,
+    list(segmenter.INPUT_RANGES),
+    "Pixel range of float inputs (default 0_1; uint8: 0_255).",
+)
+flags.DEFINE_enum("output_kind", "logits", list(segmenter.OUTPUT_KINDS), "What the model's output holds.")
+flags.DEFINE_string("output_key", None, "The output to use when the signature has several.")
+flags.DEFINE_string("input_key", None, "The input to feed when the signature has several.")
+flags.DEFINE_string(
+    "class_map", None, "Network id -> written id: 'cityscapes' (34 label ids -> 19 train ids) or a JSON file."
+)
+flags.DEFINE_string(
+    "class_names", None, "Class names: one per line, a JSON list, or a palette JSON file (names and colours)."
+)
+flags.DEFINE_bool("recursive", False, "Also read photos in sub-folders.")
+flags.DEFINE_float("val_fraction", 0.0, "Fraction of the photos written to val/.")
+flags.DEFINE_integer(
+    "resize_shorter", 0, "Resize photos so the shorter side has this many pixels (0 = keep)."
+)
+flags.DEFINE_float("min_confidence", 0.0, "Skip photos whose mean per-pixel confidence is lower.")
+flags.DEFINE_float("min_coverage", 0.0, "Skip photos with a smaller fraction of usable pixels.")
+flags.DEFINE_float("pixel_threshold", 0.5, "Confidence a pixel needs to count as usable for --min_coverage.")
+flags.DEFINE_integer("batch_size", 8, "Photos per forward pass.")
+flags.DEFINE_integer("seed", 0, "Seed of the train/val split.")
+flags.DEFINE_bool("overwrite", False, "Replace a dataset already in --output.")
+flags.DEFINE_string(
+    "export_demo_oracle", None, "Only export the demo oracle (trained once, cached) as a SavedModel here."
+)
+
+
+def _export_demo_oracle(path):
+    from spade_tf import oracle
+    from spade_tf.data import demo
+
+    root = demo.generate_demo_dataset()
+    saved = segmenter.export_oracle_saved_model(
+        oracle.load_or_train_oracle(root), path, overwrite=FLAGS.overwrite
+    )
+    print(f"wrote {saved} (signature {segmenter.ORACLE_SIGNATURE}: float32 images in [0, 1] -> logits)")
+    print(
+        f"label demo photos: python label_photos.py --segmenter={saved} --photos={root}/train/images "
+        f"--output=/tmp/labelled --class_names={root}/palette.json"
+    )
+
+
+def main(argv):
+    del argv
+    if FLAGS.export_demo_oracle:
+        _export_demo_oracle(FLAGS.export_demo_oracle)
+        return
+    missing = [f"--{n}" for n in ("segmenter", "photos", "output") if not getattr(FLAGS, n)]
+    if missing:
+        raise app.UsageError(f"{', '.join(missing)} required (or --export_demo_oracle=PATH).")
+    class_map = segmenter.load_class_map(FLAGS.class_map) if FLAGS.class_map else None
+    names = colors = None
+    if FLAGS.class_names:
+        names, colors = label_photos.read_class_names(FLAGS.class_names)
+    elif FLAGS.class_map == "cityscapes":
+        names, colors = segmenter.CITYSCAPES_TRAIN_CLASS_NAMES, segmenter.CITYSCAPES_TRAIN_COLORS
+    seg = segmenter.Segmenter(
+        FLAGS.segmenter,
+        signature=FLAGS.signature,
+        input_range=FLAGS.input_range,
+        output=FLAGS.output_kind,
+        output_key=FLAGS.output_key,
+        input_key=FLAGS.input_key,
+        batch_size=FLAGS.batch_size,
+        class_map=class_map,
+    )
+    label_photos.label_photos(
+        seg,
+        FLAGS.photos,
+        FLAGS.output,
+        recursive=FLAGS.recursive,
+        val_fraction=FLAGS.val_fraction,
+        class_names=names,
+        colors=colors,
+        resize_shorter=FLAGS.resize_shorter,
+        min_confidence=FLAGS.min_confidence,
+        min_coverage=FLAGS.min_coverage,
+        pixel_threshold=FLAGS.pixel_threshold,
+        overwrite=FLAGS.overwrite,
+        seed=FLAGS.seed,
+    )
+
+
+if __name__ == "__main__":
+    try:
+        app.run(main)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        sys.exit(f"label_photos.py: error: {e}")

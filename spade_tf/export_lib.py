@@ -1,0 +1,687 @@
+"""Export a `Synthesizer` for serving: a TF Serving SavedModel, TFLite files and (optionally) ONNX.
+
+Layout written under one export folder (TF Serving's model base path):
+
+    <export_dir>/
+      1/                    SavedModel, one folder per version (TF Serving picks the highest)
+      metadata.json         ModelInfo, the source bundle and its sha256, signatures, files written
+      tflite/spade_<variant>.tflite
+      onnx/spade.onnx
+
+SavedModel signatures (method `tensorflow/serving/predict`; see `signature_specs` for the exact specs):
+
+- `serving_default`: `labels` int32 (N, H, W) [+ `instances` int32 (N, H, W) for instance-map models]
+  [+ `seed` int32 (N,) for VAE models] -> `images` uint8 (N, H, W, 3).
+- `predict_png`: `label_png_bytes` string (N,) [+ `seed`] -> `image_png_bytes` string (N,). TF Serving's
+  REST API base64-decodes and encodes tensors whose alias ends in `_bytes`.
+- VAE models with a style encoder: `style` (labels [, instances], `style_images` uint8 (N, h, w, 3), seed ->
+  images) and `style_png` (`label_png_bytes`, `style_png_bytes`, seed -> `image_png_bytes`).
+
+One-hot, instance edges, the colour -> id mapping and resizing run in the graph, so a client sends what it
+has. Bad inputs fail with InvalidArgumentError naming the input and the allowed values.
+
+Reference: the export pattern of TF Model Garden (`official/core/export_base.py`): a module with explicit
+`tf.TensorSpec` signatures, reloaded and compared with the in-memory model in the tests.
+"""
+
+import copy
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from spade_tf.inference import DONTCARE_VALUE
+
+METADATA_FILE = "metadata.json"
+PREDICT_METHOD = "tensorflow/serving/predict"
+TFLITE_VARIANTS = ("float32", "float16", "int8")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _spade_tf_version():
+    try:
+        from importlib.metadata import version
+
+        return version("spade_tf")
+    except Exception:  # not installed (run from a checkout): read pyproject.toml
+        try:
+            import tomllib
+
+            path = os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")
+            with open(path, "rb") as f:
+                return tomllib.load(f)["project"]["version"]
+        except Exception:
+            return "unknown"
+
+
+# -- signature specs ---------------------------------------------------------------------------------------
+
+
+def signature_specs(info):
+    """The input and output specs of every SavedModel signature of a model, as `tf.TensorSpec`s.
+
+    Args:
+        info: the model's `ModelInfo`.
+
+    Returns:
+        {signature name: {"inputs": [TensorSpec, ...], "outputs": [TensorSpec, ...]}}, inputs in the order
+        the signature functions take them. Spec names are the signature's input and output keys.
+    """
+    # VAE generators start from a fixed latent grid, so only the training size works; the others take any
+    # multiple of their grid (checked in the graph).
+    h, w = (info.height, info.width) if info.use_vae else (None, None)
+    labels = [tf.TensorSpec([None, h, w], tf.int32, name="labels")]
+    if info.use_instance_map:
+        labels.append(tf.TensorSpec([None, h, w], tf.int32, name="instances"))
+    seed = [tf.TensorSpec([None], tf.int32, name="seed")] if info.use_vae else []
+    png_in = tf.TensorSpec([None], tf.string, name="label_png_bytes")
+    images = tf.TensorSpec([None, h, w, 3], tf.uint8, name="images")
+    png_out = tf.TensorSpec([None], tf.string, name="image_png_bytes")
+    specs = {
+        "serving_default": {"inputs": labels + seed, "outputs": [images]},
+        "predict_png": {"inputs": [png_in] + seed, "outputs": [png_out]},
+    }
+    if info.use_vae:
+        style = tf.TensorSpec([None, None, None, 3], tf.uint8, name="style_images")
+        style_png = tf.TensorSpec([None], tf.string, name="style_png_bytes")
+        specs["style"] = {"inputs": labels + [style] + seed, "outputs": [images]}
+        specs["style_png"] = {"inputs": [png_in, style_png] + seed, "outputs": [png_out]}
+    return specs
+
+
+def _spec_json(spec):
+    return {"dtype": spec.dtype.name, "shape": [-1 if d is None else int(d) for d in spec.shape]}
+
+
+# -- the graph pieces ------------------------------------------------------------------------------------
+
+
+class _Signatures:
+    """Builds the signature functions of one synthesizer (plain TF ops: they trace without autograph)."""
+
+    def __init__(self, synthesizer):
+        self.model = synthesizer
+        self.info = synthesizer.info
+        self.specs = signature_specs(self.info)
+
+    # checks
+
+    def _allowed_ids(self):
+        info = self.info
+        allowed = f"0..{info.num_classes - 1}"
+        if info.contain_dontcare_label:
+            allowed += f", {info.num_classes} or {DONTCARE_VALUE} (dontcare)"
+        return allowed
+
+    def check_ids(self, labels, what="labels"):
+        info = self.info
+        ok = (labels >= 0) & (labels < info.num_classes)
+        if info.contain_dontcare_label:
+            ok |= (labels == info.num_classes) | (labels == DONTCARE_VALUE)
+        bad = tf.unique(tf.boolean_mask(labels, tf.logical_not(ok))).y[:8]
+        return tf.debugging.Assert(
+            tf.reduce_all(ok), [f"{what}: ids must be in {self._allowed_ids()}; found:", bad], summarize=8
+        )
+
+    def check_size(self, height, width, what="labels"):
+        info = self.info
+        if info.use_vae:
+            ok = tf.logical_and(tf.equal(height, info.height), tf.equal(width, info.width))
+            message = (
+                f"{what}: this VAE model takes only {info.height}x{info.width} label maps (its latent grid is "
+                "fixed); resize with nearest-neighbour first. Got height, width:"
+            )
+        else:
+            m = info.size_multiple
+            ok = (height > 0) & (width > 0) & tf.equal(height % m, 0) & tf.equal(width % m, 0)
+            message = (
+                f"{what}: height and width must be multiples of {m} (trained at {info.height}x{info.width}). "
+                "Got height, width:"
+            )
+        return tf.debugging.Assert(ok, [message, height, width])
+
+    @staticmethod
+    def check_batch(tensor, n, what):
+        return tf.debugging.Assert(
+            tf.equal(tf.shape(tensor)[0], n),
+            [f"{what}: needs one entry per label map; got, for label maps:", tf.shape(tensor)[0], n],
+        )
+
+    # id maps, latents, images
+
+    def synthesize(self, labels, instances=None, seed=None, style_images=None):
+        """Checked label ids -> uint8 images (the body of every signature)."""
+        n = tf.shape(labels)[0]
+        checks = [self.check_ids(labels), self.check_size(tf.shape(labels)[1], tf.shape(labels)[2])]
+        if instances is not None:
+            checks.append(
+                tf.debugging.Assert(
+                    tf.reduce_all(tf.equal(tf.shape(instances), tf.shape(labels))),
+                    [
+                        "instances: shape differs from the shape of labels; got, labels:",
+                        tf.shape(instances),
+                        tf.shape(labels),
+                    ],
+                )
+            )
+        if seed is not None:
+            checks.append(self.check_batch(seed, n, "seed"))
+        if style_images is not None:
+            checks.append(self.check_batch(style_images, n, "style_images"))
+            checks.append(
+                tf.debugging.Assert(
+                    tf.reduce_all(tf.shape(style_images)[1:3] > 0),
+                    ["style_images: empty image; shape:", tf.shape(style_images)],
+                )
+            )
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
+        z = None
+        if self.info.use_vae:
+            if style_images is not None:
+                z = self.model.latent_from_styles(style_images, seed, sample=True)
+            else:
+                z = self.model.latent_from_seeds(seed)
+        return self.model.to_uint8(self.model.generate_float(labels, instances, z))
+
+    def png_header(self, png, what):
+        """(N,) PNG strings -> checked (height, width, bit depth, colour type), each (N,) int32."""
+        long_enough = tf.strings.length(png) >= 33
+        magic = tf.equal(tf.strings.substr(png, 0, 8), PNG_MAGIC)
+        is_png = tf.debugging.Assert(
+            tf.reduce_all(magic & long_enough),
+            [
+                f"{what}: not a PNG file. Send label maps as PNG: 1-channel ids (8 or 16 bit) or RGB in the "
+                "palette colours of the model (metadata.json). First bytes of each:",
+                tf.strings.substr(png, 0, 8),
+            ],
+        )
+        with tf.control_dependencies([is_png]):
+            # IHDR: width and height big-endian at bytes 16 and 20, then bit depth and colour type.
+            header = tf.cast(tf.io.decode_raw(tf.strings.substr(png, 16, 10), tf.uint8), tf.int32)
+        scale = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int32)
+        width = tf.reduce_sum(header[:, 0:4] * scale, axis=1)
+        height = tf.reduce_sum(header[:, 4:8] * scale, axis=1)
+        return height, width, header[:, 8], header[:, 9]
+
+    def colours_to_ids(self, rgb, what):
+        """(H, W, 3) int32 colours -> (H, W) ids of the model's palette; an unknown colour is an error."""
+        palette = np.asarray(self.info.palette, np.int64)
+        keys = tf.constant(palette[:, 0] * 65536 + palette[:, 1] * 256 + palette[:, 2], tf.int32)
+        key = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+        match = tf.equal(key[..., None], keys)
+        found = tf.reduce_any(match, axis=-1)
+        unknown = tf.unique(tf.boolean_mask(key, tf.logical_not(found))).y[:4]
+        unknown = tf.stack([unknown // 65536, unknown // 256 % 256, unknown % 256], axis=-1)
+        check = tf.debugging.Assert(
+            tf.reduce_all(found),
+            [
+                f"{what}: colours not in the palette of the model (metadata.json palette); paint with those "
+                "colours or send 1-channel id PNGs. Unknown (r, g, b):",
+                unknown,
+            ],
+            summarize=12,
+        )
+        with tf.control_dependencies([check]):
+            # The first id wins where two classes share a colour (as id 0 and don't-care may).
+            return tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32)
+
+    def decode_label_png(self, png, bit_depth, colour_type, what):
+        """One PNG -> (H, W) int32 ids: grey values are ids, colours are looked up in the palette."""
+        image = tf.cond(
+            tf.equal(bit_depth, 16),
+            lambda: tf.cast(tf.io.decode_png(png, channels=0, dtype=tf.uint16), tf.int32),
+            lambda: tf.cast(tf.io.decode_png(png, channels=0, dtype=tf.uint8), tf.int32),
+        )
+        # Grey and grey+alpha hold ids; RGB, RGBA and palette PNGs (decoded to RGB) hold colours.
+        grey = tf.logical_or(tf.equal(colour_type, 0), tf.equal(colour_type, 4))
+
+        def colours():
+            rgb = image[..., :3]
+            rgb = tf.where(tf.equal(bit_depth, 16), rgb // 257, rgb)
+            return self.colours_to_ids(rgb, what)
+
+        return tf.cond(grey, lambda: image[..., 0], colours)
+
+    def decode_label_pngs(self, png, what="label_png_bytes"):
+        height, width, bit_depth, colour_type = self.png_header(png, what)
+        same = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(height, height[0]) & tf.equal(width, width[0])),
+            [
+                f"{what}: all label maps of one request must have the same size; heights, widths:",
+                height,
+                width,
+            ],
+        )
+        with tf.control_dependencies([same, self.check_size(height[0], width[0], what)]):
+            png = tf.identity(png)
+        labels = tf.map_fn(
+            lambda args: self.decode_label_png(args[0], args[1], args[2], what),
+            (png, bit_depth, colour_type),
+            fn_output_signature=tf.TensorSpec([None, None], tf.int32),
+        )
+        return labels
+
+    def decode_style_pngs(self, data, what="style_png_bytes"):
+        """(N,) PNG or JPEG strings, any sizes -> (N, s, s, 3) float 0..255 at the encoder's input size.
+
+        Resizing here (bilinear, as the encoder does) lets images of different sizes form one batch; the
+        encoder's own [-1, 1] scaling commutes with it.
+        """
+        ok = tf.equal(tf.strings.substr(data, 0, 8), PNG_MAGIC) | tf.equal(
+            tf.strings.substr(data, 0, 3), JPEG_MAGIC
+        )
+        check = tf.debugging.Assert(
+            tf.reduce_all(ok),
+            [f"{what}: not a PNG or JPEG image. First bytes of each:", tf.strings.substr(data, 0, 8)],
+        )
+        with tf.control_dependencies([check]):
+            data = tf.identity(data)
+        s = self.model.encoder.image_size
+
+        def decode(one):
+            image = tf.io.decode_image(one, channels=3, dtype=tf.uint8, expand_animations=False)
+            return tf.image.resize(tf.cast(image, tf.float32), (s, s), method="bilinear", antialias=False)
+
+        return tf.map_fn(decode, data, fn_output_signature=tf.TensorSpec([s, s, 3], tf.float32))
+
+    @staticmethod
+    def encode_pngs(images):
+        return tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.TensorSpec([], tf.string))
+
+    # signature functions (positional arguments in `signature_specs` order)
+
+    def _split(self, name, args):
+        return {spec.name: arg for spec, arg in zip(self.specs[name]["inputs"], args)}
+
+    def serving_default(self, *args):
+        a = self._split("serving_default", args)
+        return {"images": self.synthesize(a["labels"], a.get("instances"), a.get("seed"))}
+
+    def predict_png(self, *args):
+        a = self._split("predict_png", args)
+        labels = self.decode_label_pngs(a["label_png_bytes"])
+        seed = a.get("seed")
+        # Instance-map models: the label map is its own instance map (class boundaries are the edges).
+        return {"image_png_bytes": self.encode_pngs(self.synthesize(labels, None, seed))}
+
+    def style(self, *args):
+        a = self._split("style", args)
+        images = self.synthesize(a["labels"], a.get("instances"), a["seed"], a["style_images"])
+        return {"images": images}
+
+    def style_png(self, *args):
+        a = self._split("style_png", args)
+        labels = self.decode_label_pngs(a["label_png_bytes"])
+        n = tf.shape(labels)[0]
+        with tf.control_dependencies([self.check_batch(a["style_png_bytes"], n, "style_png_bytes")]):
+            styles = self.decode_style_pngs(a["style_png_bytes"])
+        return {"image_png_bytes": self.encode_pngs(self.synthesize(labels, None, a["seed"], styles))}
+
+
+def serving_synthesizer(synthesizer):
+    """The synthesizer with a generator that exports to plain TF ops.
+
+    The generator's fast SPADE path (`fast=True`) runs an XLA-compiled (`jit_compile`) gather behind a
+    `tf.cond`: TF Serving refuses XLA functions unless started with `--xla_cpu_compilation_enabled` (and its
+    GPU image has no XLA compiler at all), and without XLA the gather is slower than the convolution. Export
+    uses the same weights through the plain convolution path, which gives the same images.
+    """
+    g = synthesizer.generator
+    if not getattr(g, "fast", False):
+        return synthesizer
+    plain = g.__class__.from_config({**g.get_config(), "fast": False})
+    plain.build()
+    by_path = {v.path: v for v in g.weights}
+    if sorted(by_path) != sorted(v.path for v in plain.weights):
+        raise ValueError(f"{g.name}: the plain generator has other weights than the fast one; cannot export.")
+    for v in plain.weights:
+        v.assign(by_path[v.path])
+    out = copy.copy(synthesizer)
+    out.generator = plain
+    return out
+
+
+def _signature_names(synthesizer):
+    names = ["serving_default", "predict_png"]
+    if synthesizer.info.use_vae and synthesizer.encoder is not None:
+        names += ["style", "style_png"]
+    return names
+
+
+def _module(models):
+    """A `tf.Module` that owns the models' weights.
+
+    Listed explicitly: a `tf.Module` holding a Keras 3 model tracks none of its variables, so the SavedModel
+    would still serve in TF but its TFLite conversion would silently have no weights.
+    """
+    module = tf.Module()
+    # The tf.Variables under the Keras variables: those are what the traced functions read. Saving the Keras
+    # wrappers instead writes a copy of each that TF1-style loaders (saved_model_cli run, TF Serving's
+    # session) restore while the graph reads the original, left uninitialized.
+    module.model_weights = [_tf_variable(v) for m in models for v in m.weights]
+    return module
+
+
+def _tf_variable(variable):
+    value = variable.value
+    if not isinstance(value, tf.Variable):
+        raise TypeError(
+            f"{variable.path}: expected a Keras variable backed by a tf.Variable, got {type(value)}."
+        )
+    return value
+
+
+def build_module(synthesizer):
+    """The SavedModel's module (weights + signature functions) and its {name: concrete function} signatures.
+
+    Each function is traced once, with its explicit `tf.TensorSpec`s. They are kept off the module's
+    attributes: saving would trace attached functions again (doubling the export time), and clients use
+    the signatures.
+    """
+    synthesizer = serving_synthesizer(synthesizer)
+    names = _signature_names(synthesizer)
+    models = [synthesizer.generator] + ([synthesizer.encoder] if "style" in names else [])
+    module = _module(models)
+    sigs = _Signatures(synthesizer)
+    signatures = {}
+    for name in names:
+        # autograph=False: the bodies are plain TF ops; converting them would only slow tracing down.
+        fn = tf.function(getattr(sigs, name), input_signature=sigs.specs[name]["inputs"], autograph=False)
+        signatures[name] = fn.get_concrete_function()
+    return module, signatures
+
+
+def write_saved_model(synthesizer, path):
+    """Writes the SavedModel (all signatures) to `path`."""
+    module, signatures = build_module(synthesizer)
+    tf.saved_model.save(module, path, signatures=signatures)
+
+
+# -- SavedModel --------------------------------------------------------------------------------------------
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ValueError(
+            f"version={version!r}: use a positive integer (TF Serving serves the highest number)."
+        )
+    return int(version)
+
+
+def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
+    """Writes the SavedModel as `<export_dir>/<version>/` (TF Serving's layout) and `metadata.json`.
+
+    The version folder appears at once (written beside it under a dot name, then renamed), so a running
+    TF Serving never loads a half-written model.
+
+    Args:
+        synthesizer: a `spade_tf.inference.Synthesizer`.
+        export_dir: the model base path (created if missing).
+        version: positive int, the version folder name.
+        overwrite: replace an existing version folder; otherwise an existing one is an error.
+
+    Returns:
+        The version folder path.
+    """
+    version = _check_version(version)
+    os.makedirs(export_dir, exist_ok=True)
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(
+            f"{final} exists: pass overwrite=True (--overwrite) to replace it, or export a new --version."
+        )
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        write_saved_model(synthesizer, tmp)
+        if os.path.exists(final):
+            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=export_dir)
+            os.replace(final, os.path.join(old, "v"))
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    write_metadata(synthesizer, export_dir)
+    return final
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions(export_dir):
+    return sorted(
+        int(d) for d in os.listdir(export_dir) if d.isdigit() and os.path.isdir(os.path.join(export_dir, d))
+    )
+
+
+def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
+    """Writes `<export_dir>/metadata.json`, keeping the TFLite/ONNX entries of an earlier call.
+
+    Args:
+        synthesizer: the exported `Synthesizer`.
+        export_dir: the model base path.
+        tflite: {variant: path} written by `export_tflite`, or None to keep the recorded ones.
+        onnx: the ONNX file path, or None to keep the recorded one.
+
+    Returns:
+        The metadata file path.
+    """
+    path = os.path.join(export_dir, METADATA_FILE)
+    old = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+    info = synthesizer.info
+    signatures = {}
+    for name in _signature_names(synthesizer):
+        spec = signature_specs(info)[name]
+        signatures[name] = {
+            "method_name": PREDICT_METHOD,
+            "inputs": {s.name: _spec_json(s) for s in spec["inputs"]},
+            "outputs": {s.name: _spec_json(s) for s in spec["outputs"]},
+        }
+    source = synthesizer.source
+
+    def rel(p):
+        return os.path.relpath(p, export_dir)
+
+    files = dict(old.get("files", {}))
+    files["saved_model_versions"] = _versions(export_dir)
+    if tflite is not None:
+        files["tflite"] = {k: rel(v) for k, v in tflite.items()}
+    if onnx is not None:
+        files["onnx"] = rel(onnx)
+    meta = {
+        "model": info.to_json(),
+        "source": {"path": source, "sha256": _sha256(source) if source and os.path.isfile(source) else None},
+        "options": synthesizer.options,
+        "signatures": signatures,
+        "tflite_signatures": tflite_signature_json(info),
+        "files": files,
+        "labels": {
+            "ids": f"0..{info.num_classes - 1}"
+            + (
+                f"; don't care: {info.num_classes} or {DONTCARE_VALUE}" if info.contain_dontcare_label else ""
+            ),
+            "png": "1-channel 8/16-bit PNG of ids, or RGB(A) PNG painted in 'palette' colours (row i = id i)",
+            "seeds": "VAE: z = tf.random.stateless_normal([latent_dim], seed=[seed, 0])",
+        },
+        "spade_tf_version": _spade_tf_version(),
+        "tensorflow_version": tf.__version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"metadata: {type(o).__name__} is not JSON-serialisable")
+
+
+def read_metadata(export_dir):
+    """The dict written by `write_metadata`."""
+    with open(os.path.join(export_dir, METADATA_FILE)) as f:
+        return json.load(f)
+
+
+# -- TFLite -------------------------------------------------------------------------------------------------
+
+
+def tflite_signature_json(info):
+    """The TFLite `serving_default` specs (fixed H, W; dynamic batch) as JSON-ready dicts."""
+    return {
+        "serving_default": {
+            "inputs": {s.name: _spec_json(s) for s in _tflite_specs(info)},
+            "outputs": {
+                "images": {"dtype": "uint8", "shape": [-1, info.height, info.width, 3]},
+                "images_float": {"dtype": "float32", "shape": [-1, info.height, info.width, 3]},
+            },
+        }
+    }
+
+
+def _tflite_specs(info):
+    h, w = info.height, info.width
+    specs = [tf.TensorSpec([None, h, w], tf.int32, name="labels")]
+    if info.use_instance_map:
+        specs.append(tf.TensorSpec([None, h, w], tf.int32, name="instances"))
+    if info.use_vae:
+        # A latent input, not seeds: TFLite has no stateless random op, and a device has its own RNG.
+        specs.append(tf.TensorSpec([None, info.latent_dim], tf.float32, name="z"))
+    return specs
+
+
+def _tflite_module(synthesizer):
+    """The TFLite/ONNX graph: fixed size, no checks (TFLite has no Assert op), a `z` input for VAE models.
+
+    Returns:
+        (module owning the weights, tf.function).
+    """
+    synthesizer = serving_synthesizer(synthesizer)
+    info = synthesizer.info
+    specs = _tflite_specs(info)
+
+    def serve(*args):
+        a = {spec.name: arg for spec, arg in zip(specs, args)}
+        x = synthesizer.generate_float(a["labels"], a.get("instances"), a.get("z"))
+        return {"images": synthesizer.to_uint8(x), "images_float": x}
+
+    return _module([synthesizer.generator]), tf.function(serve, input_signature=specs, autograph=False)
+
+
+def _converter(saved_model_dir, variant):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        # Dynamic-range quantization: int8 weights, float activations; needs no calibration data.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter
+
+
+def check_tflite_variants(variants):
+    variants = tuple(variants)
+    unknown = [v for v in variants if v not in TFLITE_VARIANTS]
+    if unknown or not variants:
+        raise ValueError(
+            f"TFLite variants {list(unknown) or '(none)'}: choose from {', '.join(TFLITE_VARIANTS)}."
+        )
+    return variants
+
+
+def export_tflite(synthesizer, out_dir, variants=TFLITE_VARIANTS):
+    """Writes `<out_dir>/tflite/spade_<variant>.tflite` at the model's training resolution.
+
+    Each file has one signature, `serving_default`: `labels` int32 (N, H, W) [+ `instances` int32 (N, H, W)]
+    [+ `z` float32 (N, latent_dim) for VAE models] -> `images` uint8 (N, H, W, 3) and `images_float` float32
+    in [-1, 1]. H, W are fixed (TFLite cannot convert convolutions over a dynamic size); the batch is dynamic
+    (`Interpreter.resize_tensor_input`). Ids are not checked: validate them before calling.
+
+    Args:
+        synthesizer: a `spade_tf.inference.Synthesizer`.
+        out_dir: the export folder (the one holding the SavedModel versions and metadata.json).
+        variants: any of "float32", "float16" (float16 weights) and "int8" (dynamic-range int8 weights).
+
+    Returns:
+        {variant: path}.
+    """
+    variants = check_tflite_variants(variants)
+    folder = os.path.join(out_dir, "tflite")
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        module, fn = _tflite_module(synthesizer)
+        tf.saved_model.save(module, saved, signatures={"serving_default": fn.get_concrete_function()})
+        for variant in variants:
+            flat = _converter(saved, variant).convert()
+            path = os.path.join(folder, f"spade_{variant}.tflite")
+            with open(path + ".tmp", "wb") as f:
+                f.write(flat)
+            os.replace(path + ".tmp", path)
+            paths[variant] = path
+    write_metadata(synthesizer, out_dir, tflite=paths)
+    return paths
+
+
+# -- ONNX ---------------------------------------------------------------------------------------------------
+
+ONNX_OPSET = 17
+
+
+def export_onnx(synthesizer, out_dir, opset=ONNX_OPSET):
+    """Writes `<out_dir>/onnx/spade.onnx` with tf2onnx: the TFLite graph (same inputs and outputs).
+
+    Inputs `labels` int32 (N, H, W) [+ `instances`] [+ `z` float32 (N, latent_dim)] at the training size,
+    outputs `images` uint8 and `images_float` float32. Needs `pip install -r requirements-onnx.txt`.
+
+    Args:
+        synthesizer: a `spade_tf.inference.Synthesizer`.
+        out_dir: the export folder.
+        opset: ONNX opset.
+
+    Returns:
+        The .onnx path.
+    """
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise ImportError(
+            "ONNX export needs tf2onnx (and onnxruntime to run the file): pip install -r requirements-onnx.txt"
+        ) from e
+    # tf2onnx logs every optimizer pass at INFO.
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    _, fn = _tflite_module(synthesizer)
+    folder = os.path.join(out_dir, "onnx")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "spade.onnx")
+    specs = _tflite_specs(synthesizer.info)
+    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
+    with open(path + ".tmp", "wb") as f:
+        f.write(model_proto.SerializeToString())
+    os.replace(path + ".tmp", path)
+    write_metadata(synthesizer, out_dir, onnx=path)
+    return path

@@ -1,0 +1,795 @@
+// The paint-a-scene page of spade_tf (GauGAN's demo): paint class ids, see what the model makes of them.
+//
+// The label map is an array of class ids at the model's label resolution; the canvas shows it zoomed up with
+// putImageData (exact palette colours, no antialiasing). After each change (debounced) the map goes to the
+// model as a PNG, in TF Serving's REST row format:
+//
+//   POST <predict URL>  {"signature_name": "predict_png", "instances": [{"b64": "<label PNG>"}]}
+//   VAE models:         {"signature_name": "predict_png" | "style_png",
+//                        "instances": [{"label_png_bytes": {"b64": ...}, "seed": 7[, "style_png_bytes": {"b64": ...}]}]}
+//
+// The PNG is RGB in the palette colours (canvas toBlob); when two ids share a colour (e.g. id 0 and don't care
+// both black in the official colour map) it is a grayscale PNG of the ids instead, so no id is mistaken.
+//
+// Query overrides, to use the page with a real TF Serving:
+//   index.html?predict=/v1/models/spade:predict&metadata=/files/metadata.json
+// metadata= is the export's metadata.json (classes, palette, size, use_vae, signatures). TF Serving sends no
+// CORS headers, so the browser lets this page call it only from the same origin: serve these static files
+// and TF Serving behind one reverse proxy (python -m spade_tf.serve is both in one process).
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const DEBOUNCE_MS = 150;
+  const BUSY_RETRY_MS = 1000;
+  const UNDO_STEPS = 50;
+  const VIEW_PX = 512; // CSS pixels of the longer side of the zoomed-up label map
+  const STYLE_MAX_SIDE = 512; // style images are shrunk to this before upload (the encoder resizes anyway)
+  const DONTCARE_RAW = 255; // the raw label value of "don't care" in the official datasets
+  const MAX_SEED = 2147483647; // seeds are int32
+  const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
+
+  const params = new URLSearchParams(window.location.search);
+  const modelName =
+    params.get("model") || document.querySelector('meta[name="spade-model-name"]').getAttribute("content");
+  const predictUrl = params.get("predict") || `v1/models/${encodeURIComponent(modelName)}:predict`;
+  const metadataUrl = params.get("metadata") || `v1/models/${encodeURIComponent(modelName)}/spade_metadata`;
+
+  const S = {
+    ready: false,
+    H: 0,
+    W: 0,
+    numClasses: 0,
+    numIds: 0, // classes plus the don't-care id
+    dontcare: -1, // its id, or -1
+    names: [],
+    colors: null, // Uint8Array, 3 per id
+    uniqueColors: true,
+    ids: null, // the label map, row-major
+    cls: 0,
+    tool: "brush",
+    size: 1,
+    eraser: 0,
+    undo: [],
+    redo: [],
+    useVae: false,
+    hasStyle: false,
+    styleB64: null,
+    timer: null,
+    sent: 0, // sequence number of the last request sent
+    shown: 0, // ... and of the one whose image is shown
+    inFlight: 0,
+    stroke: null, // {id, x, y} while drawing
+  };
+  let canvas, ctx, imageData;
+
+  // -- status ------------------------------------------------------------------------------------------------
+
+  function setStatus(text, isError) {
+    const el = $("status");
+    el.textContent = text;
+    el.classList.toggle("error", !!isError);
+  }
+
+  // -- start-up ----------------------------------------------------------------------------------------------
+
+  async function init() {
+    let meta;
+    try {
+      const response = await fetch(metadataUrl, { cache: "no-cache" });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      meta = body;
+    } catch (e) {
+      setStatus(`cannot read the model's metadata from ${metadataUrl}: ${e.message}`, true);
+      return;
+    }
+    const info = meta.model || meta;
+    const names = info.class_names;
+    const palette = info.palette;
+    if (!Array.isArray(names) || !Array.isArray(palette) || palette.length < names.length || !info.height) {
+      setStatus(`${metadataUrl} lacks class_names, palette, height or width: is it an export's metadata.json?`, true);
+      return;
+    }
+    S.H = info.height;
+    S.W = info.width;
+    S.names = names.map(String);
+    S.numIds = names.length;
+    S.numClasses = info.num_classes ?? names.length;
+    S.dontcare = info.contain_dontcare_label ? S.numClasses : -1;
+    S.colors = new Uint8Array(S.numIds * 3);
+    const seen = new Set();
+    for (let id = 0; id < S.numIds; id++) {
+      S.colors.set(palette[id].slice(0, 3), id * 3);
+      const key = colorKey(palette[id][0], palette[id][1], palette[id][2]);
+      if (seen.has(key)) S.uniqueColors = false;
+      seen.add(key);
+    }
+    S.useVae = !!info.use_vae;
+    S.hasStyle = S.useVae && "style_png" in (meta.signatures || { style_png: 1 });
+    S.ids = new (S.numIds > 256 ? Uint16Array : Uint8Array)(S.H * S.W);
+    // Erasing paints "don't care" where the model has it (unlabelled, as in the datasets), else class 0.
+    S.eraser = S.dontcare >= 0 ? S.dontcare : 0;
+    S.ids.fill(S.eraser);
+    S.cls = S.eraser === 0 && S.numClasses > 1 ? 1 : 0;
+
+    $("model-info").textContent =
+      `${modelName}: ${S.W}\u00d7${S.H} label maps, ${S.numClasses} classes` +
+      (S.dontcare >= 0 ? " + don't care" : "") +
+      (S.useVae ? ", VAE (seed and style)" : ", no style input");
+    buildCanvas();
+    buildPalette();
+    buildTools();
+    buildStyle();
+    bindKeys();
+    S.ready = true;
+    render();
+    setStatus("ready: pick a class and paint");
+    predictSoon(0);
+  }
+
+  function colorKey(r, g, b) {
+    return (r << 16) | (g << 8) | b;
+  }
+
+  function buildCanvas() {
+    canvas = $("label-canvas");
+    canvas.width = S.W;
+    canvas.height = S.H;
+    ctx = canvas.getContext("2d", { willReadFrequently: true });
+    imageData = ctx.createImageData(S.W, S.H);
+    const side = Math.max(S.H, S.W);
+    // Whole-number zoom keeps every label pixel the same size on screen.
+    const zoom = side <= VIEW_PX ? Math.floor(VIEW_PX / side) : VIEW_PX / side;
+    for (const el of [canvas, $("result")]) {
+      el.style.width = `${Math.round(S.W * zoom)}px`;
+      el.style.height = `${Math.round(S.H * zoom)}px`;
+    }
+    canvas.addEventListener("pointerdown", onPointerDown);
+    canvas.addEventListener("pointermove", onPointerMove);
+    canvas.addEventListener("pointerup", onPointerUp);
+    canvas.addEventListener("pointercancel", onPointerUp);
+    canvas.addEventListener("pointerleave", () => ($("brush-cursor").hidden = true));
+  }
+
+  function buildPalette() {
+    const box = $("palette");
+    for (let id = 0; id < S.numIds; id++) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "class";
+      button.dataset.id = String(id);
+      button.setAttribute("role", "radio");
+      button.title = `id ${id}` + (id === S.dontcare ? ` (don't care; ${DONTCARE_RAW} in label PNGs)` : "");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = cssColor(id);
+      button.append(swatch, document.createTextNode(S.names[id]));
+      button.addEventListener("click", () => {
+        S.cls = id;
+        if (S.tool === "eraser") S.tool = "brush";
+        updateControls();
+      });
+      box.append(button);
+    }
+    if (S.numIds > 24) {
+      const filter = $("class-filter");
+      filter.hidden = false;
+      filter.addEventListener("input", () => {
+        const text = filter.value.trim().toLowerCase();
+        for (const b of box.children) b.hidden = !!text && !b.textContent.toLowerCase().includes(text);
+      });
+    }
+    const select = $("eraser-class");
+    for (let id = 0; id < S.numIds; id++) select.append(new Option(S.names[id], String(id)));
+    select.value = String(S.eraser);
+    select.addEventListener("change", () => (S.eraser = Number(select.value)));
+  }
+
+  function cssColor(id) {
+    const c = S.colors;
+    return `rgb(${c[3 * id]}, ${c[3 * id + 1]}, ${c[3 * id + 2]})`;
+  }
+
+  function buildTools() {
+    for (const b of $("tool-buttons").querySelectorAll("button")) {
+      b.addEventListener("click", () => {
+        S.tool = b.dataset.tool;
+        updateControls();
+      });
+    }
+    const side = Math.max(S.H, S.W);
+    const sizes = [1, 2, 4, 8, 16, 32, 64].filter((s) => s === 1 || s <= side / 2);
+    S.size = sizes.reduce((best, s) => (Math.abs(s - side / 8) < Math.abs(best - side / 8) ? s : best), 1);
+    const box = $("brush-sizes");
+    for (const s of sizes) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.size = String(s);
+      b.setAttribute("role", "radio");
+      b.textContent = String(s);
+      b.title = `${s} label pixel${s > 1 ? "s" : ""} across ([ and ] change it)`;
+      b.addEventListener("click", () => {
+        S.size = s;
+        updateControls();
+      });
+      box.append(b);
+    }
+    $("undo").addEventListener("click", undo);
+    $("redo").addEventListener("click", redo);
+    $("clear").addEventListener("click", () => {
+      pushUndo();
+      S.ids.fill(S.eraser);
+      changed();
+    });
+    $("upload-label").addEventListener("change", async (ev) => {
+      const file = ev.target.files[0];
+      ev.target.value = "";
+      if (!file) return;
+      try {
+        await loadLabelFile(file);
+      } catch (e) {
+        setStatus(`upload: ${e.message}`, true);
+      }
+    });
+    $("download-label").addEventListener("click", async () => {
+      const png = await encodeIdPng();
+      saveBytes(png, "label.png");
+    });
+  }
+
+  function buildStyle() {
+    if (!S.useVae) {
+      $("style-note").textContent =
+        "This model is not a VAE model (use_vae=False): it has no seed or style input, " +
+        "so each label map gives one image.";
+      return;
+    }
+    $("style-controls").hidden = false;
+    const seed = $("seed");
+    seed.addEventListener("change", () => predictSoon(0));
+    $("random-seed").addEventListener("click", () => {
+      seed.value = String(Math.floor(Math.random() * MAX_SEED));
+      predictSoon(0);
+    });
+    if (!S.hasStyle) {
+      $("style-note").textContent = "This export has no style encoder (no style_png signature): seeds only.";
+      return;
+    }
+    $("exemplar-controls").hidden = false;
+    $("style-note").textContent = "The seed picks a style; a style image guides it (the encoder's style, seed noise).";
+    $("upload-style").addEventListener("change", async (ev) => {
+      const file = ev.target.files[0];
+      ev.target.value = "";
+      if (!file) return;
+      try {
+        await loadStyleFile(file);
+      } catch (e) {
+        setStatus(`style image: ${e.message}`, true);
+      }
+    });
+    $("clear-style").addEventListener("click", () => {
+      S.styleB64 = null;
+      $("style-thumb").hidden = true;
+      predictSoon(0);
+    });
+  }
+
+  function bindKeys() {
+    document.addEventListener("keydown", (ev) => {
+      if (ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement) return;
+      const key = ev.key.toLowerCase();
+      if ((ev.ctrlKey || ev.metaKey) && key === "z") {
+        ev.shiftKey ? redo() : undo();
+      } else if ((ev.ctrlKey || ev.metaKey) && key === "y") {
+        redo();
+      } else if (ev.ctrlKey || ev.metaKey || ev.altKey) {
+        return;
+      } else if (key === "b" || key === "f" || key === "e") {
+        S.tool = { b: "brush", f: "fill", e: "eraser" }[key];
+      } else if (key === "[" || key === "]") {
+        const sizes = [...$("brush-sizes").children].map((b) => Number(b.dataset.size));
+        const i = sizes.indexOf(S.size) + (key === "]" ? 1 : -1);
+        S.size = sizes[Math.max(0, Math.min(sizes.length - 1, i))];
+      } else {
+        return;
+      }
+      ev.preventDefault();
+      updateControls();
+    });
+  }
+
+  function updateControls() {
+    for (const b of $("palette").children) b.setAttribute("aria-checked", String(Number(b.dataset.id) === S.cls));
+    for (const b of $("tool-buttons").children) b.setAttribute("aria-pressed", String(b.dataset.tool === S.tool));
+    for (const b of $("brush-sizes").children) b.setAttribute("aria-checked", String(Number(b.dataset.size) === S.size));
+    $("undo").disabled = !S.undo.length;
+    $("redo").disabled = !S.redo.length;
+    canvas.style.cursor = S.tool === "fill" ? "cell" : "crosshair";
+  }
+
+  // -- painting ----------------------------------------------------------------------------------------------
+
+  function render() {
+    fillRgba(imageData.data);
+    ctx.putImageData(imageData, 0, 0);
+    updateControls();
+  }
+
+  function fillRgba(data) {
+    const ids = S.ids;
+    const c = S.colors;
+    for (let i = 0, j = 0; i < ids.length; i++, j += 4) {
+      const k = ids[i] * 3;
+      data[j] = c[k];
+      data[j + 1] = c[k + 1];
+      data[j + 2] = c[k + 2];
+      data[j + 3] = 255;
+    }
+  }
+
+  function changed() {
+    render();
+    predictSoon();
+  }
+
+  function pushUndo() {
+    S.undo.push(S.ids.slice());
+    if (S.undo.length > UNDO_STEPS) S.undo.shift();
+    S.redo.length = 0;
+  }
+
+  function undo() {
+    if (!S.undo.length) return;
+    S.redo.push(S.ids.slice());
+    S.ids.set(S.undo.pop());
+    changed();
+  }
+
+  function redo() {
+    if (!S.redo.length) return;
+    S.undo.push(S.ids.slice());
+    S.ids.set(S.redo.pop());
+    changed();
+  }
+
+  function sameIds(a, b) {
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+
+  // Pointer position in label pixels (continuous).
+  function labelPoint(ev) {
+    const r = canvas.getBoundingClientRect();
+    return {
+      x: Math.min(S.W - 1e-6, Math.max(0, ((ev.clientX - r.left) * S.W) / r.width)),
+      y: Math.min(S.H - 1e-6, Math.max(0, ((ev.clientY - r.top) * S.H) / r.height)),
+    };
+  }
+
+  // Odd brush sizes centre on a pixel, even ones on a pixel corner, so a size-n brush is n pixels across.
+  function snap(v) {
+    return S.size % 2 ? Math.floor(v) + 0.5 : Math.round(v);
+  }
+
+  function stamp(cx, cy, id) {
+    const r = S.size / 2;
+    const x0 = Math.max(0, Math.floor(cx - r));
+    const x1 = Math.min(S.W - 1, Math.ceil(cx + r));
+    const y0 = Math.max(0, Math.floor(cy - r));
+    const y1 = Math.min(S.H - 1, Math.ceil(cy + r));
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0; x <= x1; x++) {
+        const dx = x + 0.5 - cx;
+        const dy = y + 0.5 - cy;
+        if (dx * dx + dy * dy <= r * r) S.ids[y * S.W + x] = id;
+      }
+    }
+  }
+
+  function line(from, to, id) {
+    const steps = Math.max(1, Math.ceil(2 * Math.max(Math.abs(to.x - from.x), Math.abs(to.y - from.y))));
+    for (let i = 0; i <= steps; i++) {
+      const t = i / steps;
+      stamp(snap(from.x + (to.x - from.x) * t), snap(from.y + (to.y - from.y) * t), id);
+    }
+  }
+
+  // 4-connected flood fill of the region under (x, y).
+  function floodFill(x, y, id) {
+    const ids = S.ids;
+    const W = S.W;
+    const start = y * W + x;
+    const target = ids[start];
+    if (target === id) return false;
+    const stack = [start];
+    ids[start] = id;
+    while (stack.length) {
+      const i = stack.pop();
+      const px = i % W;
+      if (px > 0 && ids[i - 1] === target) (ids[i - 1] = id), stack.push(i - 1);
+      if (px < W - 1 && ids[i + 1] === target) (ids[i + 1] = id), stack.push(i + 1);
+      if (i >= W && ids[i - W] === target) (ids[i - W] = id), stack.push(i - W);
+      if (i + W < ids.length && ids[i + W] === target) (ids[i + W] = id), stack.push(i + W);
+    }
+    return true;
+  }
+
+  function onPointerDown(ev) {
+    if (!S.ready || ev.button !== 0) return;
+    ev.preventDefault();
+    const p = labelPoint(ev);
+    if (S.tool === "fill") {
+      const before = S.ids.slice();
+      if (floodFill(Math.floor(p.x), Math.floor(p.y), S.cls)) {
+        S.undo.push(before);
+        if (S.undo.length > UNDO_STEPS) S.undo.shift();
+        S.redo.length = 0;
+        changed();
+      }
+      return;
+    }
+    canvas.setPointerCapture(ev.pointerId);
+    pushUndo();
+    S.stroke = { id: S.tool === "eraser" ? S.eraser : S.cls, last: p };
+    line(p, p, S.stroke.id);
+    changed();
+  }
+
+  function onPointerMove(ev) {
+    moveCursor(ev);
+    if (!S.stroke) return;
+    const p = labelPoint(ev);
+    line(S.stroke.last, p, S.stroke.id);
+    S.stroke.last = p;
+    changed();
+  }
+
+  function onPointerUp() {
+    if (!S.stroke) return;
+    S.stroke = null;
+    // A click that changed nothing leaves no undo step.
+    if (S.undo.length && sameIds(S.undo[S.undo.length - 1], S.ids)) S.undo.pop();
+    updateControls();
+    predictSoon();
+  }
+
+  function moveCursor(ev) {
+    const cursor = $("brush-cursor");
+    if (S.tool === "fill" || !S.ready) {
+      cursor.hidden = true;
+      return;
+    }
+    const r = canvas.getBoundingClientRect();
+    const px = r.width / S.W;
+    const p = labelPoint(ev);
+    cursor.hidden = false;
+    cursor.style.width = cursor.style.height = `${S.size * px}px`;
+    cursor.style.left = `${canvas.offsetLeft + (snap(p.x) - S.size / 2) * px}px`;
+    cursor.style.top = `${canvas.offsetTop + (snap(p.y) - S.size / 2) * px}px`;
+  }
+
+  // -- label map files ---------------------------------------------------------------------------------------
+
+  function pngInfo(bytes, name) {
+    if (bytes.length < 33 || PNG_SIGNATURE.some((v, i) => bytes[i] !== v)) {
+      throw new Error(`${name} is not a PNG file; label maps must be PNG (JPEG would blur the class colours)`);
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const info = { width: view.getUint32(16), height: view.getUint32(20), bitDepth: bytes[24], colorType: bytes[25], plte: null };
+    for (let o = 8; o + 8 <= bytes.length; ) {
+      const length = view.getUint32(o);
+      const type = String.fromCharCode(...bytes.subarray(o + 4, o + 8));
+      if (type === "PLTE") info.plte = bytes.subarray(o + 8, o + 8 + length);
+      if (type === "IDAT" || type === "IEND") break;
+      o += 12 + length;
+    }
+    return info;
+  }
+
+  async function loadLabelFile(file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const info = pngInfo(bytes, file.name);
+    if (info.bitDepth === 16) {
+      throw new Error(`${file.name} is a 16-bit PNG; the painter reads 8-bit label maps (save it as 8-bit ids)`);
+    }
+    // No colour management: the decoded values must be the stored ids and colours.
+    const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    const w = bitmap.width;
+    const h = bitmap.height;
+    const scratch = document.createElement("canvas");
+    scratch.width = w;
+    scratch.height = h;
+    const sctx = scratch.getContext("2d", { willReadFrequently: true });
+    sctx.drawImage(bitmap, 0, 0);
+    const px = sctx.getImageData(0, 0, w, h).data;
+    const lookup = new Map();
+    let what;
+    if (info.colorType === 0 || info.colorType === 4) {
+      what = "grey ids";
+    } else if (info.colorType === 3 && info.plte) {
+      // Palette-indexed: the index is the id, as train.py (and PIL) read it.
+      what = "palette indices";
+      for (let i = info.plte.length / 3 - 1; i >= 0; i--) {
+        lookup.set(colorKey(info.plte[3 * i], info.plte[3 * i + 1], info.plte[3 * i + 2]), i);
+      }
+    } else {
+      what = "palette colours";
+      for (let id = S.numIds - 1; id >= 0; id--) {
+        lookup.set(colorKey(S.colors[3 * id], S.colors[3 * id + 1], S.colors[3 * id + 2]), id);
+      }
+    }
+    const src = new Int32Array(w * h);
+    let unknown = 0;
+    let example = null;
+    for (let i = 0; i < w * h; i++) {
+      let v;
+      if (what === "grey ids") {
+        v = px[4 * i];
+      } else {
+        v = lookup.get(colorKey(px[4 * i], px[4 * i + 1], px[4 * i + 2]));
+        if (v === undefined) {
+          unknown++;
+          example = example || `rgb(${px[4 * i]}, ${px[4 * i + 1]}, ${px[4 * i + 2]}) at row ${Math.floor(i / w)}, column ${i % w}`;
+          continue;
+        }
+        if (what === "palette colours") {
+          src[i] = v;
+          continue;
+        }
+      }
+      src[i] = v === DONTCARE_RAW && S.dontcare >= 0 ? S.dontcare : v;
+    }
+    if (unknown) {
+      throw new Error(
+        `${file.name}: ${unknown} pixels have colours that are not in the model's palette, e.g. ${example}; ` +
+          "paint with the palette colours or upload grayscale ids",
+      );
+    }
+    const bad = [...new Set(src.filter((v) => v < 0 || v >= S.numIds))].slice(0, 8);
+    if (bad.length) {
+      const allowed = `0..${S.numClasses - 1}` + (S.dontcare >= 0 ? `, ${DONTCARE_RAW} (don't care)` : "");
+      throw new Error(`${file.name}: ${what} ${bad.join(", ")} are out of range; this model takes ${allowed}`);
+    }
+    pushUndo();
+    // Nearest-neighbour resize to the model's size: ids must not be blended.
+    for (let y = 0; y < S.H; y++) {
+      const sy = Math.floor(((y + 0.5) * h) / S.H);
+      for (let x = 0; x < S.W; x++) S.ids[y * S.W + x] = src[sy * w + Math.floor(((x + 0.5) * w) / S.W)];
+    }
+    changed();
+    const resized = w !== S.W || h !== S.H ? ` (${w}\u00d7${h} resized to ${S.W}\u00d7${S.H}, nearest)` : "";
+    setStatus(`loaded ${file.name}: ${what}${resized}`);
+  }
+
+  async function loadStyleFile(file) {
+    const bitmap = await createImageBitmap(file);
+    const k = Math.min(1, STYLE_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+    const c = document.createElement("canvas");
+    c.width = Math.max(1, Math.round(bitmap.width * k));
+    c.height = Math.max(1, Math.round(bitmap.height * k));
+    c.getContext("2d").drawImage(bitmap, 0, 0, c.width, c.height);
+    const png = await canvasPng(c);
+    S.styleB64 = bytesToBase64(png);
+    const thumb = $("style-thumb");
+    thumb.src = `data:image/png;base64,${S.styleB64}`;
+    thumb.hidden = false;
+    predictSoon(0);
+  }
+
+  function saveBytes(bytes, name) {
+    const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  // -- PNG encoding ------------------------------------------------------------------------------------------
+
+  function canvasPng(c) {
+    return new Promise((resolve, reject) =>
+      c.toBlob((blob) => {
+        if (!blob) reject(new Error("the browser could not encode a PNG"));
+        else blob.arrayBuffer().then((b) => resolve(new Uint8Array(b)), reject);
+      }, "image/png"),
+    );
+  }
+
+  // The label map as the model reads it: an RGB(A) PNG in palette colours, or ids when colours collide.
+  async function modelPng() {
+    if (!S.uniqueColors) return encodeIdPng();
+    const c = document.createElement("canvas");
+    c.width = S.W;
+    c.height = S.H;
+    const cctx = c.getContext("2d");
+    const data = cctx.createImageData(S.W, S.H);
+    fillRgba(data.data);
+    cctx.putImageData(data, 0, 0);
+    return canvasPng(c);
+  }
+
+  const CRC_TABLE = (() => {
+    const table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c >>> 0;
+    }
+    return table;
+  })();
+
+  function crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 255] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+
+  function chunk(type, data) {
+    const out = new Uint8Array(12 + data.length);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, data.length);
+    for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+    out.set(data, 8);
+    view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+    return out;
+  }
+
+  // zlib stream of `bytes`: the browser's deflate where it has one, else stored (uncompressed) blocks.
+  async function zlib(bytes) {
+    if (typeof CompressionStream === "function") {
+      const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+      return new Uint8Array(await new Response(stream).arrayBuffer());
+    }
+    const blocks = Math.max(1, Math.ceil(bytes.length / 65535));
+    const out = new Uint8Array(2 + 5 * blocks + bytes.length + 4);
+    out[0] = 0x78;
+    out[1] = 0x01;
+    let o = 2;
+    for (let b = 0, pos = 0; b < blocks; b++) {
+      const n = Math.min(65535, bytes.length - pos);
+      out[o++] = b === blocks - 1 ? 1 : 0;
+      out[o++] = n & 255;
+      out[o++] = n >>> 8;
+      out[o++] = ~n & 255;
+      out[o++] = (~n >>> 8) & 255;
+      out.set(bytes.subarray(pos, pos + n), o);
+      o += n;
+      pos += n;
+    }
+    let a = 1;
+    let s = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      a = (a + bytes[i]) % 65521;
+      s = (s + a) % 65521;
+    }
+    new DataView(out.buffer).setUint32(o, ((s << 16) | a) >>> 0);
+    return out;
+  }
+
+  // Grayscale PNG of the ids (8-bit, 16-bit past 256 ids): the label-map format train.py reads without a
+  // palette file. Don't care is written as 255 in 8-bit maps, as in the official datasets.
+  async function encodeIdPng() {
+    const wide = S.numIds > 256;
+    const bpp = wide ? 2 : 1;
+    const raw = new Uint8Array(S.H * (1 + S.W * bpp));
+    for (let y = 0, o = 0; y < S.H; y++) {
+      raw[o++] = 0; // filter: none
+      for (let x = 0; x < S.W; x++) {
+        let v = S.ids[y * S.W + x];
+        if (v === S.dontcare && !wide) v = DONTCARE_RAW;
+        if (wide) raw[o++] = v >>> 8;
+        raw[o++] = v & 255;
+      }
+    }
+    const ihdr = new Uint8Array(13);
+    const view = new DataView(ihdr.buffer);
+    view.setUint32(0, S.W);
+    view.setUint32(4, S.H);
+    ihdr[8] = wide ? 16 : 8;
+    ihdr[9] = 0; // grayscale
+    const parts = [new Uint8Array(PNG_SIGNATURE), chunk("IHDR", ihdr), chunk("IDAT", await zlib(raw)), chunk("IEND", new Uint8Array(0))];
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  function bytesToBase64(bytes) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  }
+
+  // -- synthesis ---------------------------------------------------------------------------------------------
+
+  function predictSoon(delay = DEBOUNCE_MS) {
+    clearTimeout(S.timer);
+    S.timer = setTimeout(() => {
+      S.timer = null;
+      predict();
+    }, delay);
+  }
+
+  function seedValue() {
+    const field = $("seed");
+    let v = Math.floor(Number(field.value));
+    if (!Number.isFinite(v) || v < 0 || v > MAX_SEED) {
+      v = Math.min(MAX_SEED, Math.max(0, Number.isFinite(v) ? v : 0));
+      field.value = String(v);
+    }
+    return v;
+  }
+
+  async function predict() {
+    const seq = ++S.sent;
+    S.inFlight++;
+    const started = performance.now();
+    let signature = "predict_png";
+    try {
+      const label = { b64: bytesToBase64(await modelPng()) };
+      let instance = label; // a single-input signature takes bare values in row format
+      if (S.useVae) {
+        instance = { label_png_bytes: label, seed: seedValue() };
+        if (S.styleB64) {
+          signature = "style_png";
+          instance.style_png_bytes = { b64: S.styleB64 };
+        }
+      }
+      setStatus(`synthesizing (${signature})\u2026`);
+      const response = await fetch(predictUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ signature_name: signature, instances: [instance] }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        if (response.status === 503 && seq === S.sent) predictSoon(BUSY_RETRY_MS);
+        throw new Error(`HTTP ${response.status}: ${body.error || response.statusText}`);
+      }
+      if (seq < S.shown) return; // a newer answer is already shown
+      const out = body.predictions && body.predictions[0];
+      const b64 = out && (out.b64 || (out.image_png_bytes && out.image_png_bytes.b64));
+      if (!b64) throw new Error("the answer has no image (expected predictions[0].b64)");
+      S.shown = seq;
+      const src = `data:image/png;base64,${b64}`;
+      const img = $("result");
+      img.src = src;
+      $("download-result").href = src;
+      $("download-result").hidden = false;
+      await img.decode();
+      if (seq === S.sent) setStatus(`${signature}: ${Math.round(performance.now() - started)} ms`);
+    } catch (e) {
+      if (seq === S.sent) setStatus(`synthesis failed: ${e.message}`, true);
+    } finally {
+      S.inFlight--;
+    }
+  }
+
+  // For tests and the console.
+  window.painter = {
+    get ready() {
+      return S.ready;
+    },
+    get shown() {
+      return S.shown;
+    },
+    idle() {
+      return S.ready && S.timer === null && S.inFlight === 0 && S.shown === S.sent;
+    },
+    ids() {
+      return Array.from(S.ids);
+    },
+    idPngBase64: async () => bytesToBase64(await encodeIdPng()),
+    modelPngBase64: async () => bytesToBase64(await modelPng()),
+    loadLabelFile,
+  };
+
+  init();
+})();
