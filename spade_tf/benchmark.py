@@ -276,6 +276,7 @@ def model_summary(config):
         disc_filters=int(m.disc_filters),
         disc_scales=int(m.disc_scales),
         disc_layers=int(m.disc_layers),
+        fast_spade=bool(m.get("fast_spade", True)),  # not arithmetic: the same FLOPs, computed faster
     )
 
 

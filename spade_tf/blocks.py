@@ -1,7 +1,6 @@
 """The SPADE residual block."""
 
 import keras
-import tensorflow as tf
 
 from spade_tf import ops
 from spade_tf.normalization import PACKAGE, SPADE, Conv2D
@@ -25,6 +24,7 @@ class SPADEResBlock(keras.layers.Layer):
         spade_kernel_size: kernel size of SPADE's modulation convs.
         spade_hidden_filters: hidden width of SPADE's modulation convs.
         fast: SPADE's exact fast path (see `SPADE`).
+        gather_impl: how the fast path gathers (see `SPADE`).
 
     Call: `block(x, segmap, training=False, taps=None)`; `taps` is an optional
     `LabelTaps` at x's size, shared by the block's SPADE layers.
@@ -42,6 +42,7 @@ class SPADEResBlock(keras.layers.Layer):
         spade_kernel_size=3,
         spade_hidden_filters=128,
         fast=True,
+        gather_impl="xla",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -53,6 +54,7 @@ class SPADEResBlock(keras.layers.Layer):
         self.spade_kernel_size = int(spade_kernel_size)
         self.spade_hidden_filters = int(spade_hidden_filters)
         self.fast = bool(fast)
+        self.gather_impl = gather_impl
         self.learned_shortcut = self.input_filters != self.filters
         middle = min(self.input_filters, self.filters)
         dtype = self.dtype_policy
@@ -65,6 +67,7 @@ class SPADEResBlock(keras.layers.Layer):
                 spade_kernel_size,
                 spade_hidden_filters,
                 fast=self.fast,
+                gather_impl=self.gather_impl,
                 name=name,
                 dtype=dtype,
             )
@@ -109,8 +112,8 @@ class SPADEResBlock(keras.layers.Layer):
             x_s = self.conv_s(self.norm_s(x, segmap, **kw), training=training)
         else:
             x_s = x
-        dx = self.conv_0(tf.nn.leaky_relu(self.norm_0(x, segmap, **kw), 0.2), training=training)
-        dx = self.conv_1(tf.nn.leaky_relu(self.norm_1(dx, segmap, **kw), 0.2), training=training)
+        dx = self.conv_0(ops.leaky_relu(self.norm_0(x, segmap, **kw)), training=training)
+        dx = self.conv_1(ops.leaky_relu(self.norm_1(dx, segmap, **kw)), training=training)
         return x_s + dx
 
     def get_config(self):
@@ -124,5 +127,6 @@ class SPADEResBlock(keras.layers.Layer):
             spade_kernel_size=self.spade_kernel_size,
             spade_hidden_filters=self.spade_hidden_filters,
             fast=self.fast,
+            gather_impl=self.gather_impl,
         )
         return config

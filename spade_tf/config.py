@@ -49,6 +49,12 @@ def base_config():
     c.model.use_spectral_norm = True
     c.model.spade_kernel_size = 3
     c.model.spade_hidden_filters = 128
+    # SPADE's exact fast path (the one-hot conv as gathered kernel rows, see spade_tf.normalization.SPADE);
+    # False runs the plain convolution, the reference computation. Same weights and results either way.
+    c.model.fast_spade = True
+    # How the fast path gathers (spade_tf.normalization.gather_conv_relu): "segment_sum" (TF kernels) or
+    # "xla" (XLA-compiled; ~4 % faster training steps on a 2-core CPU, ~0.15 GB more memory).
+    c.model.spade_gather_impl = "segment_sum"
     c.model.disc_filters = 64  # ndf
     c.model.disc_scales = 2  # num_D
     c.model.disc_layers = 4  # n_layers_D

@@ -326,26 +326,30 @@ class _Signatures:
         return {"image_png_bytes": self.encode_pngs(self.synthesize(labels, None, a["seed"], styles))}
 
 
-def serving_synthesizer(synthesizer):
-    """The synthesizer with a generator that exports to plain TF ops.
+def serving_synthesizer(synthesizer, gather_impl):
+    """The synthesizer with a generator whose fast SPADE path runs without XLA.
 
-    The generator's fast SPADE path (`fast=True`) runs an XLA-compiled (`jit_compile`) gather behind a
-    `tf.cond`: TF Serving refuses XLA functions unless started with `--xla_cpu_compilation_enabled` (and its
-    GPU image has no XLA compiler at all), and without XLA the gather is slower than the convolution. Export
-    uses the same weights through the plain convolution path, which gives the same images.
+    The Keras generator's fast path (`fast=True`, `gather_impl="xla"`) gathers through XLA-compiled
+    functions: TF Serving refuses those unless started with `--xla_cpu_compilation_enabled` (and its GPU
+    image has no XLA compiler at all), and TFLite and ONNX have no XLA. The export copies the generator
+    with the same weights and another implementation of the same sums: "segment_sum" for SavedModels,
+    "gather_sum" for TFLite and ONNX (see `spade_tf.normalization.gather_conv_relu`). A generator built
+    with `fast=False` stays plain.
     """
     g = synthesizer.generator
-    if not getattr(g, "fast", False):
+    if not getattr(g, "fast", False) or g.gather_impl == gather_impl:
         return synthesizer
-    plain = g.__class__.from_config({**g.get_config(), "fast": False})
-    plain.build()
+    copy_ = g.__class__.from_config({**g.get_config(), "gather_impl": gather_impl})
+    copy_.build()
     by_path = {v.path: v for v in g.weights}
-    if sorted(by_path) != sorted(v.path for v in plain.weights):
-        raise ValueError(f"{g.name}: the plain generator has other weights than the fast one; cannot export.")
-    for v in plain.weights:
+    if sorted(by_path) != sorted(v.path for v in copy_.weights):
+        raise ValueError(
+            f"{g.name}: the {gather_impl} generator has other weights than the original; cannot export."
+        )
+    for v in copy_.weights:
         v.assign(by_path[v.path])
     out = copy.copy(synthesizer)
-    out.generator = plain
+    out.generator = copy_
     return out
 
 
@@ -386,7 +390,7 @@ def build_module(synthesizer):
     attributes: saving would trace attached functions again (doubling the export time), and clients use
     the signatures.
     """
-    synthesizer = serving_synthesizer(synthesizer)
+    synthesizer = serving_synthesizer(synthesizer, "segment_sum")
     names = _signature_names(synthesizer)
     models = [synthesizer.generator] + ([synthesizer.encoder] if "style" in names else [])
     module = _module(models)
@@ -579,7 +583,7 @@ def _tflite_module(synthesizer):
     Returns:
         (module owning the weights, tf.function).
     """
-    synthesizer = serving_synthesizer(synthesizer)
+    synthesizer = serving_synthesizer(synthesizer, "gather_sum")
     info = synthesizer.info
     specs = _tflite_specs(info)
 

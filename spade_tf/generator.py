@@ -62,6 +62,9 @@ class SPADEGenerator(keras.Model):
             computed once per call and resized once per resolution for all
             SPADE layers there. Off, every SPADE resizes and convolves the
             float map (the reference computation). Same weights either way.
+        gather_impl: how the fast path gathers: "xla" (Keras, training),
+            "segment_sum" (TF without XLA, e.g. TF Serving) or "gather_sum"
+            (TFLite, ONNX); see `spade_tf.normalization.gather_conv_relu`.
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
@@ -85,6 +88,7 @@ class SPADEGenerator(keras.Model):
         spade_kernel_size=3,
         spade_hidden_filters=128,
         fast=True,
+        gather_impl="xla",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,6 +104,7 @@ class SPADEGenerator(keras.Model):
         self.spade_kernel_size = int(spade_kernel_size)
         self.spade_hidden_filters = int(spade_hidden_filters)
         self.fast = bool(fast)
+        self.gather_impl = gather_impl
         self.num_up = UPSAMPLING_CHOICES.get(num_upsampling_layers)
         self.grid_height, self.grid_width = latent_grid(crop_size, aspect_ratio, num_upsampling_layers)
         nf = self.base_filters
@@ -125,6 +130,7 @@ class SPADEGenerator(keras.Model):
                 spade_kernel_size,
                 spade_hidden_filters,
                 fast=self.fast,
+                gather_impl=self.gather_impl,
                 name=name,
                 dtype=dtype,
             )
@@ -215,7 +221,7 @@ class SPADEGenerator(keras.Model):
         for block in self.blocks()[3:]:
             x = ops.upsample_nearest_2x(x)
             x = block(x, semantics, training=training, taps=taps(x))
-        x = self.conv_img(tf.nn.leaky_relu(x, 0.2))
+        x = self.conv_img(ops.leaky_relu(x))
         # float32 out under mixed precision (the variable dtype).
         return tf.cast(tf.tanh(x), self.variable_dtype)
 
@@ -236,4 +242,5 @@ class SPADEGenerator(keras.Model):
             "spade_kernel_size": self.spade_kernel_size,
             "spade_hidden_filters": self.spade_hidden_filters,
             "fast": self.fast,
+            "gather_impl": self.gather_impl,
         }

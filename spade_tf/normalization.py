@@ -9,6 +9,7 @@ import typing
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from spade_tf import ops
 
@@ -46,6 +47,39 @@ def _normalize(v, eps):
 def check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, allowed))}.")
+
+
+def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
+    """`tf.nn.conv2d(x, kernel / sigma)` in x's dtype, whose backward pass computes `kernel / sigma` again.
+
+    Autodiff would keep the normalized kernel, a copy of the kernel, from the forward pass to the
+    backward pass; the generator's spectral-norm kernels hold 66 M parameters at ngf 64, so a training
+    step would hold 0.26 GB more at its peak. The gradients are autodiff's: the conv's input and filter
+    gradients (the ops TF's own Conv2D gradient runs), then d(kernel / sigma) by kernel and by sigma;
+    sigma's own dependence on the kernel is differentiated by TF outside.
+    """
+    dtype = x.dtype
+    conv_strides = [1, strides, strides, 1]
+
+    @tf.custom_gradient
+    def conv(x, kernel, sigma):
+        def normalized():
+            return tf.cast(kernel / sigma, dtype)
+
+        def grad(dy):
+            k = normalized()
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=conv_strides, padding=padding
+            )
+            dk = tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(k), out_backprop=dy, strides=conv_strides, padding=padding
+            )
+            dk = tf.cast(dk, kernel.dtype)
+            return dx, dk / sigma, -tf.reduce_sum(dk * kernel) / (sigma * sigma)
+
+        return tf.nn.conv2d(x, normalized(), strides, padding), grad
+
+    return conv(x, kernel, sigma)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -148,11 +182,10 @@ class Conv2D(keras.layers.Layer):
                 aggregation="only_first_replica",
             )
 
-    def normalized_kernel(self, training=False):
-        """The kernel the convolution uses (W / sigma with spectral norm), float32."""
+    def spectral_sigma(self, training=False):
+        """sigma = u . (W v) of the spectral norm (float32); a training call first runs the power iteration
+        and stores the new u and v."""
         kernel = tf.convert_to_tensor(self.kernel)
-        if not self.use_spectral_norm:
-            return kernel
         # Columns of w_t are the rows of PyTorch's W_mat = weight.reshape(out, -1).
         w_t = tf.reshape(kernel, [-1, self.filters])
         u, v = tf.convert_to_tensor(self.u), tf.convert_to_tensor(self.v)
@@ -164,13 +197,33 @@ class Conv2D(keras.layers.Layer):
             u, v = tf.stop_gradient(u), tf.stop_gradient(v)
             self.u.assign(u)
             self.v.assign(v)
-        sigma = tf.tensordot(u, tf.linalg.matvec(w_t, v, transpose_a=True), 1)
-        return kernel / sigma
+        return tf.tensordot(u, tf.linalg.matvec(w_t, v, transpose_a=True), 1)
+
+    def normalized_kernel(self, training=False):
+        """The kernel the convolution uses (W / sigma with spectral norm), float32."""
+        kernel = tf.convert_to_tensor(self.kernel)
+        if not self.use_spectral_norm:
+            return kernel
+        return kernel / self.spectral_sigma(training)
 
     def call(self, inputs, training=False):
-        kernel = tf.cast(self.normalized_kernel(training), self.compute_dtype)
         bias = tf.cast(self.bias, self.compute_dtype) if self.use_bias else None
-        return self.convolve(inputs, kernel, bias)
+        if not self.use_spectral_norm:
+            return self.convolve(inputs, tf.cast(self.kernel, self.compute_dtype), bias)
+        sigma = self.spectral_sigma(training)
+        x, strides, padding = self._conv_input(inputs)
+        x = _normalized_kernel_conv(x, tf.convert_to_tensor(self.kernel), sigma, strides, padding)
+        return x if bias is None else tf.nn.bias_add(x, bias)
+
+    def _conv_input(self, inputs):
+        """(input, stride, TF padding) of the VALID or SAME `tf.nn.conv2d` equal to this layer's conv."""
+        p = self.padding
+        if self.strides == 1 and 2 * p == self.kernel_size - 1:
+            # At stride 1 an odd kernel's SAME padding is p zeros on each side:
+            # the same sums, without materialising a padded copy of the input.
+            return inputs, 1, "SAME"
+        x = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs
+        return x, self.strides, "VALID"
 
     def convolve(self, inputs, kernel, bias=None):
         """This layer's padding and stride applied with a given kernel and bias.
@@ -178,14 +231,8 @@ class Conv2D(keras.layers.Layer):
         SPADE's fast path reads its shared conv's weights outside a `tf.cond`
         and convolves with them in the fallback branch.
         """
-        p = self.padding
-        if self.strides == 1 and 2 * p == self.kernel_size - 1:
-            # At stride 1 an odd kernel's SAME padding is p zeros on each side:
-            # the same sums, without materialising a padded copy of the input.
-            x = tf.nn.conv2d(inputs, kernel, 1, "SAME")
-        else:
-            x = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs
-            x = tf.nn.conv2d(x, kernel, self.strides, "VALID")
+        x, strides, padding = self._conv_input(inputs)
+        x = tf.nn.conv2d(x, kernel, strides, padding)
         return x if bias is None else tf.nn.bias_add(x, bias)
 
     def compute_output_shape(self, input_shape):
@@ -272,7 +319,9 @@ class ParamFreeBatchNorm(keras.layers.Layer):
             sq_dev = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sq_dev)
         return mean, sq_dev / count, count
 
-    def call(self, inputs, training=False):
+    def centered(self, inputs, training=False):
+        """(x - mean, 1 / sqrt(var + eps)) in float32 (float64 layers: float64); their product, cast
+        to the compute dtype, is the output. A training call updates the running statistics."""
         x = tf.cast(inputs, _stats_dtype(self))
         if training:
             mean, var, count = self._moments(x)
@@ -284,8 +333,11 @@ class ParamFreeBatchNorm(keras.layers.Layer):
         else:
             mean = tf.cast(self.running_mean, x.dtype)
             var = tf.cast(self.running_var, x.dtype)
-        y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
-        return tf.cast(y, self.compute_dtype)
+        return x - mean, tf.math.rsqrt(var + self.epsilon)
+
+    def call(self, inputs, training=False):
+        centered, scale = self.centered(inputs, training)
+        return tf.cast(centered * scale, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -310,11 +362,15 @@ class InstanceNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
-    def call(self, inputs, training=False):
+    def centered(self, inputs, training=False):
+        """(x - mean, 1 / sqrt(var + eps)), per sample and channel, in float32 (float64 layers: float64)."""
         x = tf.cast(inputs, _stats_dtype(self))
         mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
-        return tf.cast(y, self.compute_dtype)
+        return x - mean, tf.math.rsqrt(var + self.epsilon)
+
+    def call(self, inputs, training=False):
+        centered, scale = self.centered(inputs, training)
+        return tf.cast(centered * scale, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -418,20 +474,25 @@ def label_taps(codes, size, channels, kernel_size, exact):
 def gather_table(kernel):
     """(k*k*2C, F) table of `mlp_shared`'s kernel (k, k, C, F), rows ordered as `label_taps` indexes them.
 
-    Row `a + C * b` of tap t is `kernel[t, a] + b * kernel[t, C - 1]` (no first term for a = C - 1),
-    computed as a product with a constant 0/1 selection matrix: adding the zero products is exact, so
-    this equals slicing and adding rows, but XLA keeps a product's result in memory where it would fuse
-    slices and concatenations into the gather that reads the table, redoing them for every pixel (it
-    made the fast path 30 % slower than the conv under `jit_compile`).
+    Row `a + C * b` of tap t is `kernel[t, a] + b * kernel[t, C - 1]`, without the first term for
+    a = C - 1 (so "no label, bit 0" is a zero row).
     """
     k, _, channels, filters = kernel.shape
-    select = np.zeros([2 * channels, channels], np.float64)
-    labels = np.arange(channels - 1)
-    select[labels, labels] = 1.0
-    select[channels + labels, labels] = 1.0
-    select[channels:, channels - 1] = 1.0
     rows = tf.reshape(kernel, [k * k, channels, filters])
-    table = tf.einsum("rc,tcf->trf", tf.constant(select, kernel.dtype), rows)
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        # XLA would fuse slices and concatenations into the gather that reads the table and redo them
+        # for every pixel (the fast path was then 30 % slower than the conv under jit_compile); the
+        # result of a product stays in memory. Adding the zero products of the 0/1 selection matrix
+        # is exact, so the rows are the same. Outside XLA the product costs more than the slices.
+        select = np.zeros([2 * channels, channels], np.float64)
+        labels = np.arange(channels - 1)
+        select[labels, labels] = 1.0
+        select[channels + labels, labels] = 1.0
+        select[channels:, channels - 1] = 1.0
+        table = tf.einsum("rc,tcf->trf", tf.constant(select, kernel.dtype), rows)
+    else:
+        labels = tf.concat([rows[:, :-1], tf.zeros_like(rows[:, :1])], axis=1)
+        table = tf.concat([labels, labels + rows[:, -1:]], axis=1)
     return tf.reshape(table, [-1, filters])
 
 
@@ -439,15 +500,17 @@ def _accum_dtype(dtype):
     return tf.float64 if dtype == tf.float64 else tf.float32
 
 
+def _rounded(tensor, dtype):
+    # Rounded to the compute dtype first, as the plain conv rounds its kernel; sums then run in float32.
+    return tf.cast(tf.cast(tensor, dtype), _accum_dtype(dtype))
+
+
 # XLA fuses the gather into the reduction and runs the scatter-add of the backward pass as one loop;
-# TF's own kernels take ~5x (forward) and ~20x (backward) longer here on CPU. TFLite conversion inlines
-# these functions (GATHER + SUM).
+# TF's own kernels take ~5x (forward) and ~20x (backward) longer here on CPU. Exports use the other
+# implementations of `gather_conv_relu` instead.
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _gather_relu_forward(table, bias, index, dtype):
-    accum = _accum_dtype(dtype)
-    # Rounded to the compute dtype first, as the plain conv rounds its kernel, then summed in float32.
-    table = tf.cast(tf.cast(table, dtype), accum)
-    bias = tf.cast(tf.cast(bias, dtype), accum)
+    table, bias = _rounded(table, dtype), _rounded(bias, dtype)
     return tf.cast(tf.nn.relu(tf.reduce_sum(tf.gather(table, index), axis=-2) + bias), dtype)
 
 
@@ -477,7 +540,20 @@ def _gather_conv_relu(table, bias, index, dtype, num_rows, num_taps):
     return fn(table, bias)
 
 
-def gather_conv_relu(table, bias, index, dtype):
+GATHER_IMPLS = ("xla", "segment_sum", "gather_sum")
+
+
+def _segment_sum_rows(table, index):
+    # One TF kernel that reads and adds the rows of each pixel's taps: no (N, H, W, k*k, F) intermediate,
+    # ~2x faster than gather + reduce_sum and ~3x faster than the conv on CPU, and differentiable by TF.
+    shape = tf.shape(index)
+    pixels = tf.reduce_prod(shape[:-1])
+    segments = tf.reshape(tf.broadcast_to(tf.range(pixels)[:, None], [pixels, shape[-1]]), [-1])
+    rows = tf.sparse.segment_sum(table, tf.reshape(index, [-1]), segments)
+    return tf.reshape(rows, tf.concat([shape[:-1], tf.shape(table)[-1:]], axis=0))
+
+
+def gather_conv_relu(table, bias, index, dtype, impl="xla"):
     """`relu(conv(segmap) + bias)` of `mlp_shared` as gathered kernel rows, in `dtype`.
 
     Args:
@@ -485,13 +561,56 @@ def gather_conv_relu(table, bias, index, dtype):
         bias: the conv's bias.
         index: `LabelTaps.index`.
         dtype: the compute dtype of the result; sums run in float32 (float64) whatever it is.
+        impl: how the rows are gathered and summed, all with the same result:
+            "xla": an XLA-compiled gather-sum with a hand-written gradient (fastest; Keras and training);
+            "segment_sum": `tf.sparse.segment_sum`, plain TF kernels (SavedModels for TF Serving, which
+            refuses XLA functions by default; training configs, as it holds less memory);
+            "gather_sum": `tf.gather` + `tf.reduce_sum`, the builtin GATHER and SUM ops of TFLite and
+            ONNX (neither has a sparse segment sum).
 
     Returns:
         (N, H, W, F) in `dtype`. Gradients w.r.t. table and bias are computed in float32 (float64).
     """
-    return _gather_conv_relu(
-        table, bias, index, tf.as_dtype(dtype), int(table.shape[0]), int(index.shape[-1])
-    )
+    check_choice("gather_impl", impl, GATHER_IMPLS)
+    dtype = tf.as_dtype(dtype)
+    if impl == "xla" or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        # Inside an XLA-compiled function (`jit_compile`, train.xla) every implementation is XLA's: it
+        # has no sparse segment sum, and its own gather-sum is the fast one there.
+        return _gather_conv_relu(table, bias, index, dtype, int(table.shape[0]), int(index.shape[-1]))
+    table, bias = _rounded(table, dtype), _rounded(bias, dtype)
+    if impl == "segment_sum":
+        rows = _segment_sum_rows(table, index)
+    else:
+        rows = tf.reduce_sum(tf.gather(table, index), axis=-2)
+    return tf.cast(tf.nn.relu(rows + bias), dtype)
+
+
+@tf.custom_gradient
+def modulate(centered, scale, gamma, beta):
+    """SPADE's `norm(x) * (1 + gamma) + beta` from the norm's `centered(x)`, in gamma's dtype.
+
+    norm(x) = cast(centered * scale). Autodiff would keep norm(x) and 1 + gamma from the forward to the
+    backward pass, next to `centered`, which the norm's own gradient keeps; this gradient computes norm(x)
+    and 1 + gamma again from `centered`, `scale` and gamma, so a training step holds one activation-sized
+    tensor less per SPADE layer (~0.15 GB at the peak of an ADE20K 256x256 step at batch 1). Same values,
+    same gradients.
+
+    Args:
+        centered: x - mean, float32 (float64), (N, H, W, C).
+        scale: 1 / sqrt(var + eps): (C,) for batch norm, (N, 1, 1, C) for instance norm.
+        gamma, beta: (N, H, W, C) in the compute dtype.
+    """
+    dtype = gamma.dtype
+    out = tf.cast(centered * scale, dtype) * (1.0 + gamma) + beta
+
+    def grad(dy):
+        d_norm = tf.cast(dy * (1.0 + gamma), centered.dtype)
+        d_gamma = dy * tf.cast(centered * scale, dtype)
+        axes = [0, 1, 2] if scale.shape.rank == 1 else [1, 2]
+        d_scale = tf.reduce_sum(d_norm * centered, axis=axes, keepdims=scale.shape.rank != 1)
+        return d_norm * scale, d_scale, d_gamma, dy
+
+    return out, grad
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -524,6 +643,7 @@ class SPADE(keras.layers.Layer):
         kernel_size: kernel of the three modulation convs (official: 3).
         hidden_filters: channels of the shared hidden layer (official: 128).
         fast: run the shared conv as gathered kernel rows when the map allows.
+        gather_impl: "xla", "segment_sum" or "gather_sum" (see `gather_conv_relu`).
 
     Reference: https://arxiv.org/abs/1903.07291 (Sec. 3, Fig. 2).
     """
@@ -536,16 +656,19 @@ class SPADE(keras.layers.Layer):
         kernel_size=3,
         hidden_filters=128,
         fast=True,
+        gather_impl="xla",
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_choice("param_free_norm", param_free_norm, PARAM_FREE_NORMS)
+        check_choice("gather_impl", gather_impl, GATHER_IMPLS)
         self.num_features = int(num_features)
         self.label_channels = int(label_channels)
         self.param_free_norm_kind = param_free_norm
         self.kernel_size = int(kernel_size)
         self.hidden_filters = int(hidden_filters)
         self.fast = bool(fast)
+        self.gather_impl = gather_impl
         dtype = self.dtype_policy
         pad = self.kernel_size // 2
         self.param_free_norm = param_free_norm_layer(
@@ -588,14 +711,12 @@ class SPADE(keras.layers.Layer):
         return label_taps(codes, size, self.label_channels, self.kernel_size, exact)
 
     def call(self, x, segmap, training=False, taps=None):
-        normalized = self.param_free_norm(x, training=training)
+        centered, scale = self.param_free_norm.centered(x, training=training)
         size = ops.spatial_size(x)
         if not self.fast:
             segmap = ops.nearest_resize(segmap, size)
             actv = tf.nn.relu(self.mlp_shared(segmap))
-            gamma = self.mlp_gamma(actv)
-            beta = self.mlp_beta(actv)
-            return normalized * (1.0 + gamma) + beta
+            return modulate(centered, scale, self.mlp_gamma(actv), self.mlp_beta(actv))
 
         if taps is None:
             taps = self.label_taps(segmap, size)
@@ -605,14 +726,14 @@ class SPADE(keras.layers.Layer):
         cdt = self.compute_dtype
 
         def gathered():
-            return gather_conv_relu(gather_table(kernel), bias, taps.index, cdt)
+            return gather_conv_relu(gather_table(kernel), bias, taps.index, cdt, self.gather_impl)
 
         def convolved():
             segmap_x = ops.nearest_resize(segmap, size)
             return tf.nn.relu(self.mlp_shared.convolve(segmap_x, tf.cast(kernel, cdt), tf.cast(bias, cdt)))
 
         actv = tf.cond(taps.exact, gathered, convolved)
-        return normalized * (1.0 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+        return modulate(centered, scale, self.mlp_gamma(actv), self.mlp_beta(actv))
 
     def get_config(self):
         config = super().get_config()
@@ -623,5 +744,6 @@ class SPADE(keras.layers.Layer):
             kernel_size=self.kernel_size,
             hidden_filters=self.hidden_filters,
             fast=self.fast,
+            gather_impl=self.gather_impl,
         )
         return config

@@ -96,6 +96,9 @@ def build_models(config):
         use_spectral_norm=m.use_spectral_norm,
         spade_kernel_size=m.spade_kernel_size,
         spade_hidden_filters=m.spade_hidden_filters,
+        # .get: configs written before these options existed.
+        fast=m.get("fast_spade", True),
+        gather_impl=m.get("spade_gather_impl", "xla"),
         dtype=dtype,
         name="generator",
     )

@@ -37,8 +37,8 @@ def calibrated_bundle(path, **kwargs):
     bundle = load_bundle(path)
     synth = Synthesizer(bundle)
     g, e = bundle.generator, bundle.encoder
-    # Calibrated through the plain-convolution twin (same weights): the fast path would XLA-compile here.
-    plain = export_lib.serving_synthesizer(synth).generator
+    # Calibrated through the twin without XLA (same weights): the XLA gather would compile here.
+    plain = export_lib.serving_synthesizer(synth, "segment_sum").generator
     labels = coarse_labels(4, seed=99)
     z = tf.random.stateless_normal([4, g.latent_dim], seed=[1, 2]) if g.use_vae else None
     semantics = synth.semantics(labels)
@@ -174,7 +174,10 @@ def test_saved_model_owns_the_weights_and_has_no_xla_functions(plain, vae, loade
         assert functions
         # TF Serving refuses XLA-compiled functions unless started with --xla_cpu_compilation_enabled.
         assert not [f.signature.name for f in functions if "_XlaMustCompile" in f.attr]
-    assert vae[0].generator.fast  # the Keras model uses the fast path; the export does not
+        # The fast path is there, without XLA: SPADE's shared conv as a sparse segment sum of kernel rows.
+        ops = {node.op for f in functions for node in f.node_def}
+        assert "SparseSegmentSum" in ops, sorted(ops)
+    assert vae[0].generator.fast and vae[0].generator.gather_impl == "xla"  # the Keras model is unchanged
 
 
 def test_versions_are_refused_replaced_and_written_atomically(plain, tmp_path, monkeypatch):

@@ -87,9 +87,18 @@ def test_float16_and_int8_stay_close(outputs):
     assert not np.array_equal(out["int8"]["images"], out["float32"]["images"])  # it is quantized
 
 
+def test_float32_runs_the_fast_path(exported, capsys):
+    # SPADE's shared conv as gathered kernel rows (GATHER + SUM), inside an IF whose other branch is the
+    # conv for maps that are not one-hot.
+    capsys.readouterr()
+    tf.lite.experimental.Analyzer.analyze(model_path=exported[2]["float32"])
+    report = capsys.readouterr().out
+    assert " GATHER(" in report and " SUM(" in report and " IF(" in report, report[:2000]
+
+
 def test_the_files_hold_the_weights(exported):
     synth, _, paths = exported
-    g = export_lib.serving_synthesizer(synth).generator
+    g = synth.generator
     parameters = sum(int(np.prod(v.shape)) for v in g.weights)
     sizes = {v: os.path.getsize(p) for v, p in paths.items()}
     # Every weight is a constant buffer: 4 / 2 / ~1 bytes per parameter (spectral-norm vectors and
