@@ -471,6 +471,11 @@ def label_taps(codes, size, channels, kernel_size, exact):
     return LabelTaps(tf.stack(taps, axis=-1), exact)
 
 
+def _in_xla_context():
+    """True while tracing inside an XLA-compiled function (`jit_compile=True`)."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def gather_table(kernel):
     """(k*k*2C, F) table of `mlp_shared`'s kernel (k, k, C, F), rows ordered as `label_taps` indexes them.
 
@@ -479,7 +484,7 @@ def gather_table(kernel):
     """
     k, _, channels, filters = kernel.shape
     rows = tf.reshape(kernel, [k * k, channels, filters])
-    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+    if _in_xla_context():
         # XLA would fuse slices and concatenations into the gather that reads the table and redo them
         # for every pixel (the fast path was then 30 % slower than the conv under jit_compile); the
         # result of a product stays in memory. Adding the zero products of the 0/1 selection matrix
@@ -505,13 +510,16 @@ def _rounded(tensor, dtype):
     return tf.cast(tf.cast(tensor, dtype), _accum_dtype(dtype))
 
 
+def _gather_sum_relu(table, bias, index, dtype):
+    # The (N, H, W, k*k, F) gather and its sum: XLA's forward pass, and TFLite's / ONNX's GATHER + SUM.
+    table, bias = _rounded(table, dtype), _rounded(bias, dtype)
+    return tf.cast(tf.nn.relu(tf.reduce_sum(tf.gather(table, index), axis=-2) + bias), dtype)
+
+
 # XLA fuses the gather into the reduction and runs the scatter-add of the backward pass as one loop;
 # TF's own kernels take ~5x (forward) and ~20x (backward) longer here on CPU. Exports use the other
 # implementations of `gather_conv_relu` instead.
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _gather_relu_forward(table, bias, index, dtype):
-    table, bias = _rounded(table, dtype), _rounded(bias, dtype)
-    return tf.cast(tf.nn.relu(tf.reduce_sum(tf.gather(table, index), axis=-2) + bias), dtype)
+_gather_relu_forward = tf.function(_gather_sum_relu, jit_compile=True, reduce_retracing=True)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -573,16 +581,14 @@ def gather_conv_relu(table, bias, index, dtype, impl="xla"):
     """
     check_choice("gather_impl", impl, GATHER_IMPLS)
     dtype = tf.as_dtype(dtype)
-    if impl == "xla" or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+    if impl == "xla" or _in_xla_context():
         # Inside an XLA-compiled function (`jit_compile`, train.xla) every implementation is XLA's: it
         # has no sparse segment sum, and its own gather-sum is the fast one there.
         return _gather_conv_relu(table, bias, index, dtype, int(table.shape[0]), int(index.shape[-1]))
+    if impl == "gather_sum":
+        return _gather_sum_relu(table, bias, index, dtype)
     table, bias = _rounded(table, dtype), _rounded(bias, dtype)
-    if impl == "segment_sum":
-        rows = _segment_sum_rows(table, index)
-    else:
-        rows = tf.reduce_sum(tf.gather(table, index), axis=-2)
-    return tf.cast(tf.nn.relu(rows + bias), dtype)
+    return tf.cast(tf.nn.relu(_segment_sum_rows(table, index) + bias), dtype)
 
 
 @tf.custom_gradient

@@ -90,17 +90,6 @@ def spatial_size(x):
 
 
 @tf.custom_gradient
-def _leaky_relu_02(x):
-    y = tf.nn.leaky_relu(x, 0.2)
-
-    def grad(dy):
-        # y > 0 exactly where x > 0 (the slope is positive), so the output alone gives TF's LeakyReluGrad,
-        # and the conv that reads y keeps it anyway.
-        return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
-
-    return y, grad
-
-
 def leaky_relu(x):
     """`tf.nn.leaky_relu(x, 0.2)` whose gradient reads the output instead of the input.
 
@@ -108,4 +97,10 @@ def leaky_relu(x):
     following conv keeps: one activation-sized tensor more per call. At ADE20K 256x256, batch 1, the
     generator's calls hold ~0.1 GB at the training step's peak.
     """
-    return _leaky_relu_02(x)
+    y = tf.nn.leaky_relu(x, 0.2)
+
+    def grad(dy):
+        # y > 0 exactly where x > 0 (the slope is positive), so the output alone gives TF's LeakyReluGrad.
+        return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
+
+    return y, grad
