@@ -14,9 +14,10 @@ memory (`ru_maxrss`) is its own:
   (N = 4096 on a GPU, 2048 on a CPU; a GPU call chains 10 products so that
   the call overhead does not count), the machine's reference speed in the same
   run.
-* `generator_forward`: `G(semantics, training=False)` in a `tf.function` at
-  batch 1 and at `batch`, on a one-hot semantic map made beforehand (random
-  label ids, plus instance edges when the config uses them).
+* `generator_forward`: `G(semantics, training=False, one_hot=True)` in a
+  `tf.function` at batch 1 and at `batch`, on a one-hot semantic map made
+  beforehand from random label ids (plus instance edges when the config uses
+  them), as `Synthesizer` and the exports call it.
 * `train_G_step`, `train_D_step`, `train_step`: `spade_tf.trainer.GANTrainer`'s
   distributed G step, D step, and `train_step` (G then D, with the losses read
   back) under a one-device MirroredStrategy, without the VGG loss, at
@@ -892,7 +893,7 @@ def _forward_function(config, batch, height, width, jit_compile=False):
 
     @tf.function(jit_compile=jit_compile)
     def forward(x):
-        return generator(x, training=False)
+        return generator(x, training=False, one_hot=True)
 
     return forward, semantics
 

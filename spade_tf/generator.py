@@ -41,9 +41,14 @@ class SPADEGenerator(keras.Model):
     and `aspect_ratio`), reshaped channel-major like the official `.view`;
     the output size is then fixed and the semantic map may have any size.
 
-    Call: `G(semantics, z=None, training=False)` with NHWC float semantics
-    (one-hot labels, then the instance-edge channel); returns NHWC images in
-    [-1, 1], float32. With a VAE and no z, z is drawn from N(0, 1).
+    Call: `G(semantics, z=None, training=False, one_hot=False)` with NHWC
+    float semantics (one-hot labels, then the instance-edge channel); returns
+    NHWC images in [-1, 1], float32. With a VAE and no z, z is drawn from
+    N(0, 1). `one_hot=True` says the map was made from integer ids
+    (`preprocessing.make_semantics`, as training and inference do): the fast
+    path then skips its per-call check of the map and the plain-conv fallback
+    for soft maps (exports then hold no IF op). With a soft map it would be
+    wrong, so it is off by default.
 
     Args:
         semantic_channels: channels of the semantic map (label_nc, +1 with a
@@ -182,7 +187,7 @@ class SPADEGenerator(keras.Model):
                     f"{self.num_upsampling_layers!r}); resize or pad the label map."
                 )
 
-    def call(self, semantics, z=None, training=False):
+    def call(self, semantics, z=None, training=False, one_hot=False):
         self._check_semantics(semantics)
         nf = self.base_filters
         if self.use_vae:
@@ -198,7 +203,7 @@ class SPADEGenerator(keras.Model):
             x = self.fc(x)
 
         if self.fast:
-            codes, exact = encode_semantics(semantics)
+            codes, exact = encode_semantics(semantics, one_hot=one_hot)
 
             def taps(x):
                 # Once per resolution, shared by every SPADE layer there.

@@ -229,7 +229,7 @@ class Synthesizer:
 
     def generate_float(self, labels, instances=None, z=None):
         """Images in [-1, 1], float32 (N, H, W, 3)."""
-        out = self.generator(self.semantics(labels, instances), z, training=False)
+        out = self.generator(self.semantics(labels, instances), z, training=False, one_hot=True)
         return tf.cast(out, tf.float32)
 
     @staticmethod

@@ -410,19 +410,24 @@ class LabelTaps(typing.NamedTuple):
     Attributes:
         index: int32 (N, H, W, k*k), the row of `gather_table` read by each pixel at each tap.
         exact: scalar bool tensor: the codes describe the semantic map exactly; when false SPADE runs
-            the plain conv on the semantic map instead.
+            the plain conv on the semantic map instead. A constant when the map is one-hot by
+            construction (`encode_semantics(..., one_hot=True)`), and a value in eager mode: SPADE then
+            takes its branch without a `tf.cond` (so exports hold no IF op).
     """
 
     index: tf.Tensor
     exact: tf.Tensor
 
 
-def encode_semantics(segmap):
+def encode_semantics(segmap, one_hot=False):
     """Per-pixel codes of a semantic map for SPADE's gather path (see the notes above `LabelTaps`).
 
     Args:
         segmap: (N, H, W, C) float semantic map (one-hot labels, then optional instance edges); C
             must be static.
+        one_hot: True when the caller made `segmap` from integer ids (`preprocessing.make_semantics`),
+            so that it is 0/1 with at most one label per pixel whatever the ids: `exact` is then a
+            constant true and nothing is checked.
 
     Returns:
         (codes, exact): int32 (N, H, W, 1) codes `label + C * bit` with label in [0, C - 1] (C - 1:
@@ -434,15 +439,19 @@ def encode_semantics(segmap):
         raise ValueError(
             f"encode_semantics: the semantic map needs a static channel count, got {segmap.shape}."
         )
-    binary = tf.reduce_all(tf.logical_or(tf.equal(segmap, 0), tf.equal(segmap, 1)))
     bit = tf.cast(segmap[..., -1:] > 0, tf.int32)
+    if one_hot:
+        binary = tf.constant(True)
+    else:
+        binary = tf.reduce_all(tf.logical_or(tf.equal(segmap, 0), tf.equal(segmap, 1)))
     if channels == 1:
         return channels * bit, binary
     labels = segmap[..., :-1]
     # 0/1 values make the channel sum an exact count (up to 256 in bfloat16, far above 1).
     count = tf.reduce_sum(labels, axis=-1, keepdims=True)
     label = tf.where(count > 0, tf.argmax(labels, axis=-1, output_type=tf.int32)[..., None], channels - 1)
-    return label + channels * bit, tf.logical_and(binary, tf.reduce_all(count <= 1))
+    exact = binary if one_hot else tf.logical_and(binary, tf.reduce_all(count <= 1))
+    return label + channels * bit, exact
 
 
 def label_taps(codes, size, channels, kernel_size, exact):
@@ -738,7 +747,12 @@ class SPADE(keras.layers.Layer):
             segmap_x = ops.nearest_resize(segmap, size)
             return tf.nn.relu(self.mlp_shared.convolve(segmap_x, tf.cast(kernel, cdt), tf.cast(bias, cdt)))
 
-        actv = tf.cond(taps.exact, gathered, convolved)
+        exact = tf.get_static_value(taps.exact)
+        if exact is None:
+            actv = tf.cond(taps.exact, gathered, convolved)
+        else:
+            # Known when tracing (a one-hot map by construction) or in eager mode: no branch to build.
+            actv = gathered() if exact else convolved()
         return modulate(centered, scale, self.mlp_gamma(actv), self.mlp_beta(actv))
 
     def get_config(self):

@@ -234,7 +234,7 @@ class GANTrainer:
             if self.encoder is not None:
                 z, mu, logvar = self._encode_z(batch, real, salt=0)
                 kl = losses.kl_divergence_loss(mu, logvar, lambda_kld)
-            fake = self.generator(semantics, z, training=True)
+            fake = self.generator(semantics, z, training=True, one_hot=True)
             fake_out, real_out = self._discriminate(semantics, fake, real)
             gan = losses.generator_hinge_loss(fake_out)
             zero = tf.zeros_like(gan)
@@ -255,7 +255,7 @@ class GANTrainer:
             # As the official D step: a fresh z, and G (and E) in train mode,
             # so their batch statistics and power iterations advance again.
             z, _, _ = self._encode_z(batch, real, salt=1)
-        fake = tf.stop_gradient(self.generator(semantics, z, training=True))
+        fake = tf.stop_gradient(self.generator(semantics, z, training=True, one_hot=True))
         with tf.GradientTape() as tape:
             fake_out, real_out = self._discriminate(semantics, fake, real)
             d_fake, d_real = losses.discriminator_hinge_loss(fake_out, real_out)
@@ -304,7 +304,7 @@ class GANTrainer:
             mu, logvar = self.encoder(batch["image"], training=False)
             eps = tf.random.stateless_normal(tf.shape(mu), seed=[seed, 0])
             z = mu + eps * tf.exp(0.5 * logvar)
-        return self.generator(semantics, z, training=False)
+        return self.generator(semantics, z, training=False, one_hot=True)
 
     def checkpoint(self):
         """The training state as one tf.train.Checkpoint.

@@ -192,6 +192,31 @@ def test_not_one_hot_falls_back_to_the_conv(pair):
             )
 
 
+def _if_ops(fn, *args):
+    graph = fn.get_concrete_function(*args).graph.as_graph_def()
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    return [n.name for n in nodes if n.op in ("If", "StatelessIf")]
+
+
+def test_one_hot_maps_skip_the_check_and_the_fallback(pair):
+    # `one_hot=True` (maps made from ids, as training and inference make them) gives the same images
+    # with no tf.cond in the graph; without it the graph keeps the fallback for soft maps, which it
+    # takes when a map is soft. Values in eval mode: a training call advances the spectral norms' power
+    # iterations, so repeated training calls would drift from the plain model's single one.
+    plain, fast = pair
+    semantics, _ = _inputs()
+    checked = tf.function(lambda s: fast(s, training=False))
+    trusted = tf.function(lambda s: fast(s, training=False, one_hot=True))
+    for s, graph in [(semantics, trusted), (semantics, checked), (semantics * 0.7, checked)]:
+        np.testing.assert_allclose(graph(s).numpy(), plain(s).numpy(), atol=TOL, rtol=0)
+    for training in (False, True):
+        assert not _if_ops(tf.function(lambda s, t=training: fast(s, training=t, one_hot=True)), semantics)
+        assert _if_ops(tf.function(lambda s, t=training: fast(s, training=t)), semantics)
+    codes, exact = encode_semantics(semantics, one_hot=True)
+    assert tf.get_static_value(exact) is not None and bool(exact)
+    np.testing.assert_array_equal(codes.numpy(), encode_semantics(semantics)[0].numpy())
+
+
 def test_encode_semantics_codes_and_exactness():
     # 3 labels + edge (C = 4): code = label + 4 * edge, label 3 = none.
     labels = np.array([[[0, 1], [2, 3]]], np.int32)  # 3 is out of range: an all-zero pixel
@@ -421,4 +446,5 @@ def test_tflite_matches_keras(tmp_path, capsys):
     capsys.readouterr()
     tf.lite.experimental.Analyzer.analyze(model_content=model)
     report = capsys.readouterr().out
+    # A float map in: the graph keeps the IF with the conv fallback for soft maps.
     assert " GATHER(" in report and " IF(" in report, report[:2000]

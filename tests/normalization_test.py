@@ -52,6 +52,30 @@ def test_nearest_resize_differs_from_tf_half_pixel():
     assert not np.array_equal(ours, tfs)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_upsample_nearest_2x_and_its_gradient(dtype, jit):
+    # nn.Upsample(scale_factor=2) repeats each pixel into a 2x2 block; its gradient sums each block. The
+    # values are small integers, exact in bfloat16, so every dtype is compared bit for bit.
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.integers(-8, 8, (2, 3, 5, 4)), dtype)
+    dy = tf.constant(rng.integers(-8, 8, (2, 6, 10, 4)), dtype)
+
+    @tf.function(jit_compile=jit, input_signature=[tf.TensorSpec([None, None, None, 4], dtype)] * 2)
+    def fn(x, dy):  # unknown static shapes, as in an exported graph
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = ops.upsample_nearest_2x(x)
+        return y, tape.gradient(y, x, output_gradients=dy)
+
+    y, dx = fn(x, dy)
+    assert y.dtype == dx.dtype == tf.as_dtype(dtype)
+    xn, dyn = x.numpy().astype(np.float64), dy.numpy().astype(np.float64)
+    np.testing.assert_array_equal(y.numpy().astype(np.float64), xn.repeat(2, 1).repeat(2, 2))
+    blocks = dyn.reshape(2, 3, 2, 5, 2, 4).sum(axis=(2, 4))
+    np.testing.assert_array_equal(dx.numpy().astype(np.float64), blocks)
+
+
 def test_avg_pool_excludes_padding():
     x = np.random.default_rng(1).normal(size=(2, 7, 6, 3)).astype(np.float32)
     xp = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
