@@ -67,7 +67,11 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
             return tf.cast(kernel / sigma, dtype)
 
         def grad(dy):
-            k = normalized()
+            # After dy: TF runs an op as soon as its inputs exist, and kernel / sigma needs only the
+            # weights, so without this every layer's recomputed kernel would be made during the forward
+            # pass and held until its backward conv (0.3 GB more at an ADE20K step's peak).
+            with tf.control_dependencies([dy]):
+                k = normalized()
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=conv_strides, padding=padding
             )
@@ -619,8 +623,11 @@ def modulate(centered, scale, gamma, beta):
     out = tf.cast(centered * scale, dtype) * (1.0 + gamma) + beta
 
     def grad(dy):
-        d_norm = tf.cast(dy * (1.0 + gamma), centered.dtype)
-        d_gamma = dy * tf.cast(centered * scale, dtype)
+        # After dy, or TF would compute 1 + gamma and norm(x) in the forward pass, as soon as their inputs
+        # exist, and hold them until here (see `_normalized_kernel_conv`).
+        with tf.control_dependencies([dy]):
+            d_norm = tf.cast(dy * (1.0 + gamma), centered.dtype)
+            d_gamma = dy * tf.cast(centered * scale, dtype)
         axes = [0, 1, 2] if scale.shape.rank == 1 else [1, 2]
         d_scale = tf.reduce_sum(d_norm * centered, axis=axes, keepdims=scale.shape.rank != 1)
         return d_norm * scale, d_scale, d_gamma, dy

@@ -120,6 +120,8 @@ def leaky_relu(x):
 
     def grad(dy):
         # y > 0 exactly where x > 0 (the slope is positive), so the output alone gives TF's LeakyReluGrad.
-        return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
+        # After dy, or TF would compute y > 0 in the forward pass and hold it until here.
+        with tf.control_dependencies([dy]):
+            return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
 
     return y, grad
