@@ -67,10 +67,7 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
             return tf.cast(kernel / sigma, dtype)
 
         def grad(dy):
-            # After dy: TF runs an op as soon as its inputs exist, and kernel / sigma needs only the
-            # weights, so without this every layer's recomputed kernel would be made during the forward
-            # pass and held until its backward conv (0.3 GB more at an ADE20K step's peak).
-            with tf.control_dependencies([dy]):
+            with ops.after_gradient(dy):
                 k = normalized()
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=conv_strides, padding=padding
@@ -444,18 +441,20 @@ def encode_semantics(segmap, one_hot=False):
             f"encode_semantics: the semantic map needs a static channel count, got {segmap.shape}."
         )
     bit = tf.cast(segmap[..., -1:] > 0, tf.int32)
-    if one_hot:
-        binary = tf.constant(True)
-    else:
-        binary = tf.reduce_all(tf.logical_or(tf.equal(segmap, 0), tf.equal(segmap, 1)))
     if channels == 1:
-        return channels * bit, binary
-    labels = segmap[..., :-1]
-    # 0/1 values make the channel sum an exact count (up to 256 in bfloat16, far above 1).
-    count = tf.reduce_sum(labels, axis=-1, keepdims=True)
-    label = tf.where(count > 0, tf.argmax(labels, axis=-1, output_type=tf.int32)[..., None], channels - 1)
-    exact = binary if one_hot else tf.logical_and(binary, tf.reduce_all(count <= 1))
-    return label + channels * bit, exact
+        codes, count = channels * bit, None
+    else:
+        labels = segmap[..., :-1]
+        # 0/1 values make the channel sum an exact count (up to 256 in bfloat16, far above 1).
+        count = tf.reduce_sum(labels, axis=-1, keepdims=True)
+        label = tf.where(count > 0, tf.argmax(labels, axis=-1, output_type=tf.int32)[..., None], channels - 1)
+        codes = label + channels * bit
+    if one_hot:
+        return codes, tf.constant(True)
+    exact = tf.reduce_all(tf.logical_or(tf.equal(segmap, 0), tf.equal(segmap, 1)))
+    if count is not None:
+        exact = tf.logical_and(exact, tf.reduce_all(count <= 1))
+    return codes, exact
 
 
 def label_taps(codes, size, channels, kernel_size, exact):
@@ -623,9 +622,7 @@ def modulate(centered, scale, gamma, beta):
     out = tf.cast(centered * scale, dtype) * (1.0 + gamma) + beta
 
     def grad(dy):
-        # After dy, or TF would compute 1 + gamma and norm(x) in the forward pass, as soon as their inputs
-        # exist, and hold them until here (see `_normalized_kernel_conv`).
-        with tf.control_dependencies([dy]):
+        with ops.after_gradient(dy):
             d_norm = tf.cast(dy * (1.0 + gamma), centered.dtype)
             d_gamma = dy * tf.cast(centered * scale, dtype)
         axes = [0, 1, 2] if scale.shape.rank == 1 else [1, 2]

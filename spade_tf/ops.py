@@ -108,6 +108,16 @@ def spatial_size(x):
     return h, w
 
 
+def after_gradient(dy):
+    """Context for the recomputations in a custom gradient: they run once `dy` exists.
+
+    TF runs an op as soon as its inputs exist. A recomputation from weights or forward tensors alone
+    would otherwise run during the forward pass and be held until the backward pass reads it, which
+    undoes the memory it was meant to save (0.34 GB at the peak of an ADE20K 256x256 step).
+    """
+    return tf.control_dependencies([dy])
+
+
 @tf.custom_gradient
 def leaky_relu(x):
     """`tf.nn.leaky_relu(x, 0.2)` whose gradient reads the output instead of the input.
@@ -120,8 +130,7 @@ def leaky_relu(x):
 
     def grad(dy):
         # y > 0 exactly where x > 0 (the slope is positive), so the output alone gives TF's LeakyReluGrad.
-        # After dy, or TF would compute y > 0 in the forward pass and hold it until here.
-        with tf.control_dependencies([dy]):
+        with after_gradient(dy):
             return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
 
     return y, grad
