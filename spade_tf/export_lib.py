@@ -159,7 +159,14 @@ class _Signatures:
     def synthesize(self, labels, instances=None, seed=None, style_images=None):
         """Checked label ids -> uint8 images (the body of every signature)."""
         n = tf.shape(labels)[0]
-        checks = [self.check_ids(labels), self.check_size(tf.shape(labels)[1], tf.shape(labels)[2])]
+        height, width = tf.shape(labels)[1], tf.shape(labels)[2]
+        # The runtime does not check a fed tensor's rank against the signature. Everything reads labels
+        # (and instances) after these slices, so a map of the wrong rank fails here ("out of bounds"),
+        # not in whichever other op the executor happens to run first.
+        with tf.control_dependencies([height, width]):
+            labels = tf.identity(labels)
+            instances = None if instances is None else tf.identity(instances)
+        checks = [self.check_ids(labels), self.check_size(height, width)]
         if instances is not None:
             checks.append(
                 tf.debugging.Assert(
