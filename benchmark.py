@@ -7,7 +7,7 @@
         --saved_model=export/ade20k --tflite=ade20k_fp32.tflite,ade20k_int8.tflite
 
 Prints a table and, with --output, writes the JSON report (schema in
-spade_tf/benchmark.py). Each phase runs in its own process, so a full-size
+spade_tf/tools/benchmark.py). Each phase runs in its own process, so a full-size
 config takes minutes on a CPU; on a GPU the float32, bfloat16 and XLA
 variants run. Achieved GFLOP/s use the convolution FLOPs of the traced graph;
 "effective" GFLOP/s use the published count of the official model when the
@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from spade_tf import benchmark  # noqa: E402
-from spade_tf.config import check_command_line  # noqa: E402
+from spade_tf.tools import benchmark  # noqa: E402
+from spade_tf.training.config import check_command_line  # noqa: E402
 
 FLAGS = flags.FLAGS
 

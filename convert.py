@@ -17,7 +17,7 @@ import os
 
 from absl import app, flags, logging
 
-from spade_tf import convert
+from spade_tf.tools import convert
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, sorted(convert.DATASET_PRESETS), "Official dataset_mode presets.")

@@ -57,13 +57,13 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.model:
         raise app.UsageError("--model is required.")
-    from spade_tf import evaluation
     from spade_tf.data.check import DatasetError
+    from spade_tf.evaluation import evaluate as evaluation
 
     try:
         segmenter = label_map = None
         if FLAGS.segmenter:
-            from spade_tf.segmenter import Segmenter, load_class_map
+            from spade_tf.evaluation.segmenter import Segmenter, load_class_map
 
             segmenter = Segmenter(
                 FLAGS.segmenter,
@@ -74,7 +74,7 @@ def main(argv):
                 class_map=load_class_map(FLAGS.segmenter_class_map) if FLAGS.segmenter_class_map else None,
             )
         if FLAGS.label_class_map:
-            from spade_tf.segmenter import load_class_map
+            from spade_tf.evaluation.segmenter import load_class_map
 
             label_map = load_class_map(FLAGS.label_class_map)
         evaluation.run(

@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from spade_tf import export_lib  # noqa: E402
-from spade_tf.inference import load_synthesizer  # noqa: E402
+from spade_tf.serving import export_lib  # noqa: E402
+from spade_tf.serving.inference import load_synthesizer  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

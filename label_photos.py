@@ -19,7 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from spade_tf import label_photos, segmenter  # noqa: E402
+from spade_tf.evaluation import segmenter  # noqa: E402
+from spade_tf.tools import label_photos  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("segmenter", None, "Segmentation SavedModel folder.")
@@ -58,8 +59,8 @@ flags.DEFINE_string(
 
 
 def _export_demo_oracle(path):
-    from spade_tf import oracle
     from spade_tf.data import demo
+    from spade_tf.evaluation import oracle
 
     root = demo.generate_demo_dataset()
     saved = segmenter.export_oracle_saved_model(

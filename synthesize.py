@@ -60,7 +60,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.model:
         raise app.UsageError("--model is required.")
-    from spade_tf import synthesis
+    from spade_tf.serving import synthesis
 
     try:
         synthesis.run(

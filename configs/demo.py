@@ -13,7 +13,7 @@ oracle mIoU 0.855 on synthesized vs 0.903 on real images (ratio 0.95; 0.93
 already at step 750); ~10 minutes end to end including the dataset and oracle.
 """
 
-from spade_tf.config import base_config
+from spade_tf.training.config import base_config
 
 
 def get_config(arg=None):

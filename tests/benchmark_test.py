@@ -1,4 +1,4 @@
-"""spade_tf.benchmark: FLOP counts against hand counts and the official numbers, artifact timing,
+"""spade_tf.tools.benchmark: FLOP counts against hand counts and the official numbers, artifact timing,
 a whole run on a tiny config, and errors for bad flags."""
 
 import json
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import benchmark, trainer
-from spade_tf.trainer import GANTrainer, build_models
+from spade_tf.tools import benchmark
+from spade_tf.training import trainer
+from spade_tf.training.trainer import GANTrainer, build_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "demo.py") + ":small"  # 32 px, ngf 8, 10 semantic channels

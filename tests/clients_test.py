@@ -1,5 +1,5 @@
 """export.py end to end, then the example clients: gRPC against an in-test PredictionService that runs the
-SavedModel (the TF Serving proto contract), REST against the project's own server (spade_tf.serve)."""
+SavedModel (the TF Serving proto contract), REST against the project's own server (spade_tf.serving.server)."""
 
 import importlib.util
 import io
@@ -19,7 +19,7 @@ from PIL import Image
 from tensorflow.python.tools import saved_model_utils
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from spade_tf.inference import load_synthesizer
+from spade_tf.serving.inference import load_synthesizer
 from tests.export_test import assert_close_uint8, coarse_labels, grey_png, png_bytes, shared_bundle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,12 +153,12 @@ def test_grpc_seed_style_and_errors(exported, grpc_server):
 
 @pytest.fixture(scope="module")
 def rest_server(exported):
-    """`python -m spade_tf.serve` on a free port, ready."""
+    """`python -m spade_tf.serving.server` on a free port, ready."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "spade_tf.serve", f"--model={exported[1]}", f"--port={port}"],
+        [sys.executable, "-m", "spade_tf.serving.server", f"--model={exported[1]}", f"--port={port}"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -174,7 +174,7 @@ def rest_server(exported):
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
                 raise RuntimeError(
-                    f"spade_tf.serve did not start: {process.stderr.read().decode()[-3000:]}"
+                    f"spade_tf.serving.server did not start: {process.stderr.read().decode()[-3000:]}"
                 ) from None
             time.sleep(0.5)
     yield url

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from spade_tf import convert
-from spade_tf.bundle import load_bundle
+from spade_tf.models.bundle import load_bundle
+from spade_tf.tools import convert
 from tests.test_case import FIXTURES, fixture, fixture_config, generator_state, nhwc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

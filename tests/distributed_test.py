@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf.generator import SPADEGenerator
+from spade_tf.models.generator import SPADEGenerator
 from tests.test_case import copy_weights, two_cpu_strategy
 
 GLOBAL_BATCH = 4

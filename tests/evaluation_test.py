@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 
 from configs.demo import get_config
-from spade_tf import evaluation, metrics, train_lib
+from spade_tf.evaluation import evaluate as evaluation
+from spade_tf.evaluation import metrics
+from spade_tf.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from spade_tf import export_lib
-from spade_tf.bundle import load_bundle, save_bundle
-from spade_tf.inference import Synthesizer, load_synthesizer
+from spade_tf.models.bundle import load_bundle, save_bundle
+from spade_tf.serving import export_lib
+from spade_tf.serving.inference import Synthesizer, load_synthesizer
 from tests.test_case import tiny_bundle
 
 # Graph and eager float rounding may differ by ~1e-6, which can move a value across a uint8 truncation

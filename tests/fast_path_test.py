@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf.blocks import SPADEResBlock
-from spade_tf.generator import SPADEGenerator
-from spade_tf.normalization import SPADE, ParamFreeBatchNorm, encode_semantics, gather_table
-from spade_tf.preprocessing import make_semantics, semantic_channels
+from spade_tf.data.semantics import make_semantics, semantic_channels
+from spade_tf.models.blocks import SPADEResBlock
+from spade_tf.models.generator import SPADEGenerator
+from spade_tf.models.normalization import SPADE, ParamFreeBatchNorm, encode_semantics, gather_table
 from tests.test_case import assert_config_round_trip, two_cpu_strategy
 
 TOL = 1e-5
@@ -428,7 +428,7 @@ def test_tflite_matches_keras(tmp_path, capsys):
 
     _, fast = _generators(size=32)
     semantics, _ = _inputs(batch=1, size=32)
-    # Through a SavedModel, as spade_tf.export_lib converts: the converter freezes its variables. The
+    # Through a SavedModel, as spade_tf.serving.export_lib converts: the converter freezes its variables. The
     # module lists the tf.Variables under the Keras ones (it would track none of a Keras 3 model's).
     module = tf.Module()
     module.model_weights = [v.value for v in fast.weights]

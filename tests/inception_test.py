@@ -1,4 +1,4 @@
-"""The FID Inception feature extractor (spade_tf.inception), tested without the real weights.
+"""The FID Inception feature extractor (spade_tf.evaluation.inception), tested without the real weights.
 
 No weights can be downloaded here. The network is checked by its parameter count, by golden features
 that pytorch-fid itself computed with a seeded random state dict, and through every loading path with
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import inception
-from spade_tf.convert import StateDictMismatch
+from spade_tf.evaluation import inception
+from spade_tf.tools.convert import StateDictMismatch
 
 # torchvision's documented inception_v3 size (27,161,264 parameters) less the auxiliary classifier
 # (3,326,696) and the 1000-class fc (2,049,000): conv weights and batch-norm gamma/beta of pytorch-fid's

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spade_tf.inference import load_synthesizer
+from spade_tf.serving.inference import load_synthesizer
 from tests.test_case import tiny_bundle
 
 
@@ -45,7 +45,7 @@ def test_workdir_and_missing_paths(tmp_path):
 def test_generate_matches_the_generator_on_the_official_semantics(plain_model):
     import tensorflow as tf
 
-    from spade_tf.preprocessing import make_semantics
+    from spade_tf.data.semantics import make_semantics
 
     labels = _labels(2)
     out = plain_model.generate(labels)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spade_tf import oracle, segmenter, train_lib
 from spade_tf.data import check, demo, layouts
 from spade_tf.data.palette import default_colormap, load_palette
-from spade_tf.label_photos import REPORT_FILE, label_photos, read_class_names
+from spade_tf.evaluation import oracle, segmenter
+from spade_tf.tools.label_photos import REPORT_FILE, label_photos, read_class_names
+from spade_tf.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -263,7 +264,7 @@ def test_read_class_names(tmp_path):
 def test_demo_oracle_labels_train_a_spade(tmp_path):
     """The issue's done-when: the demo oracle, exported as a SavedModel, labels demo images; the dataset
     passes the check and trains with the custom config's small variant."""
-    from spade_tf.config import load_config_file
+    from spade_tf.training.config import load_config_file
 
     data = demo.generate_demo_dataset(root=str(tmp_path / "demo"), num_train=16, num_val=2, size=32)
     images, truth = oracle.load_split(data, "train")
@@ -361,6 +362,6 @@ def test_demo_oracle_labels_train_a_spade(tmp_path):
     result = train_lib.train(config, str(tmp_path / "work"), out=printed.append)
     assert result["step"] == 2
     assert any("Result: OK" in p for p in printed)
-    from spade_tf.bundle import load_bundle
+    from spade_tf.models.bundle import load_bundle
 
     assert tuple(load_bundle(result["bundle"]).options["class_names"]) == names

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
-from spade_tf import losses
+from spade_tf.models import losses
 
 
 def _outputs(rng, scales=2):

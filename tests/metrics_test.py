@@ -1,4 +1,4 @@
-"""FID, KID and the real-statistics cache (spade_tf.metrics)."""
+"""FID, KID and the real-statistics cache (spade_tf.evaluation.metrics)."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from spade_tf import metrics
+from spade_tf.evaluation import metrics
 
 
 def _scipy_frechet(mu1, sigma1, mu2, sigma2):

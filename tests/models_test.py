@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import convert
-from spade_tf.discriminator import MultiscaleDiscriminator
-from spade_tf.encoder import ConvEncoder
-from spade_tf.generator import SPADEGenerator
+from spade_tf.models.discriminator import MultiscaleDiscriminator
+from spade_tf.models.encoder import ConvEncoder
+from spade_tf.models.generator import SPADEGenerator
+from spade_tf.tools import convert
 from tests.test_case import (
     assert_config_round_trip,
     copy_weights,

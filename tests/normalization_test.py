@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import ops
-from spade_tf.normalization import SPADE, Conv2D, InstanceNorm, ParamFreeBatchNorm
+from spade_tf.models import ops
+from spade_tf.models.normalization import SPADE, Conv2D, InstanceNorm, ParamFreeBatchNorm
 from tests.test_case import assert_config_round_trip
 
 

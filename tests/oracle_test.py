@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from spade_tf import oracle
 from spade_tf.data import demo
+from spade_tf.evaluation import oracle
 
 K = len(demo.CLASS_NAMES)
 

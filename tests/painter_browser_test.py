@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spade_tf import serve
+from spade_tf.serving import server as serve
 from tests.serve_test import CLASS_NAMES, SIZE, running, served_model
 
 CHROMIUM = "/usr/bin/chromium"

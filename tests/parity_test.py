@@ -11,9 +11,10 @@ section 15 moves outputs by 0.17 or more. Buffers after a train forward:
 import numpy as np
 import pytest
 
-from spade_tf import convert, losses
-from spade_tf.encoder import reparameterize
-from spade_tf.preprocessing import instance_edges, make_semantics
+from spade_tf.data.semantics import instance_edges, make_semantics
+from spade_tf.models import losses
+from spade_tf.models.encoder import reparameterize
+from spade_tf.tools import convert
 from tests.test_case import fixture, fixture_config, generator_state, nhwc
 
 ATOL = 1e-4

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import oracle, segmenter
-from spade_tf.segmenter import Segmenter
+from spade_tf.evaluation import oracle, segmenter
+from spade_tf.evaluation.segmenter import Segmenter
 
 # Test photos: the left half dark (40), the right half bright (215). The tiny networks below put
 # bright pixels in class 0 and dark ones in class 1, but only when the pixels arrive in the range

@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from spade_tf import serve
-from spade_tf.export_lib import export_saved_model
-from spade_tf.inference import load_synthesizer
+from spade_tf.serving import server as serve
+from spade_tf.serving.export_lib import export_saved_model
+from spade_tf.serving.inference import load_synthesizer
 from tests.test_case import tiny_bundle
 
 CLASS_NAMES = ("sky", "grass", "tree", "water")
@@ -59,7 +59,7 @@ def responsive(synthesizer, gain=50.0):
     (gamma and beta become O(1)), taking the running statistics from one training-mode pass and scaling the
     output conv to a 0.5 standard deviation gives images that change where the label map changes.
     """
-    from spade_tf.normalization import ParamFreeBatchNorm
+    from spade_tf.models.normalization import ParamFreeBatchNorm
 
     g = synthesizer.generator
     spades = [

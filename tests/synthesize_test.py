@@ -1,4 +1,4 @@
-"""synthesize.py and spade_tf.synthesis: label folders and dataset splits -> images and a gallery."""
+"""synthesize.py and spade_tf.serving.synthesis: label folders and dataset splits -> images and a gallery."""
 
 import html.parser
 import os
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spade_tf import synthesis
 from spade_tf.data.palette import colorize
-from spade_tf.inference import load_synthesizer
+from spade_tf.serving import synthesis
+from spade_tf.serving.inference import load_synthesizer
 from tests.test_case import tiny_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,8 +210,8 @@ def test_vae_options_need_a_vae_model(plain, vae, tmp_path):
 
 
 def test_split_of_an_official_dataset_for_a_converted_model(tmp_path):
-    from spade_tf import convert
-    from spade_tf.bundle import save_bundle
+    from spade_tf.models.bundle import save_bundle
+    from spade_tf.tools import convert
 
     options = convert.normalize_options(
         dict(convert.DATASET_PRESETS["coco"], label_nc=4, ngf=8, crop_size=32)
@@ -346,10 +346,10 @@ def trained_vae(tmp_path_factory):
     import tensorflow as tf
 
     from configs.demo import get_config
-    from spade_tf import train_lib
-    from spade_tf.bundle import save_bundle
-    from spade_tf.preprocessing import make_semantics
-    from spade_tf.trainer import build_models
+    from spade_tf.data.semantics import make_semantics
+    from spade_tf.models.bundle import save_bundle
+    from spade_tf.training import train_lib
+    from spade_tf.training.trainer import build_models
 
     root = tmp_path_factory.mktemp("data")
     data = _flat_tinted_demo(root)

@@ -74,7 +74,7 @@ def two_cpu_strategy():
 
 def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=False, num_classes=4, size=32):
     """The demo config's small variant, reshaped: a random-weight model builds in about a second."""
-    from spade_tf.config import load_config_file
+    from spade_tf.training.config import load_config_file
 
     config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py:small"))
     config.data.num_classes = num_classes
@@ -99,8 +99,8 @@ def make_responsive(generator, num_classes, use_instance_map, size, gain=50.0, s
     """
     import tensorflow as tf
 
-    from spade_tf.normalization import ParamFreeBatchNorm
-    from spade_tf.preprocessing import make_semantics
+    from spade_tf.data.semantics import make_semantics
+    from spade_tf.models.normalization import ParamFreeBatchNorm
 
     g = generator
     spades = [
@@ -135,9 +135,9 @@ def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
     """
     import json as _json
 
-    from spade_tf.bundle import save_bundle
     from spade_tf.data.palette import default_colormap
-    from spade_tf.trainer import build_models
+    from spade_tf.models.bundle import save_bundle
+    from spade_tf.training.trainer import build_models
 
     config = tiny_config(**kwargs)
     keras.utils.set_random_seed(seed)

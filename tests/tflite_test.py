@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from spade_tf import export_lib
-from spade_tf.inference import load_synthesizer
+from spade_tf.serving import export_lib
+from spade_tf.serving.inference import load_synthesizer
 from tests.export_test import coarse_labels, shared_bundle
 
 

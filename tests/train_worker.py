@@ -23,7 +23,10 @@ import numpy as np  # noqa: E402
 from tensorflow.python.checkpoint import checkpoint_management  # noqa: E402
 
 from configs.demo import get_config  # noqa: E402
-from spade_tf import train_lib, trainer  # noqa: E402
+from spade_tf.training import (
+    train_lib,  # noqa: E402
+    trainer,  # noqa: E402
+)
 
 
 def _install_hooks(workdir):

@@ -19,9 +19,9 @@ import pytest
 import tensorflow as tf
 
 from configs.demo import get_config
-from spade_tf import train_lib
-from spade_tf.bundle import save_bundle
-from spade_tf.trainer import GANTrainer, build_models
+from spade_tf.models.bundle import save_bundle
+from spade_tf.training import train_lib
+from spade_tf.training.trainer import GANTrainer, build_models
 from tests.test_case import two_cpu_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,7 +274,7 @@ def test_small_run_writes_tensorboard_samples_gallery_and_bundle(demo_cache, tmp
     assert "label | synthesized | real" in tags
     assert sorted(os.listdir(work / "samples")) == ["step_0000002.png", "step_0000004.png"]
     assert (work / "gallery" / "index.html").exists() and (work / "gallery.png").exists()
-    from spade_tf.bundle import load_bundle
+    from spade_tf.models.bundle import load_bundle
 
     bundle = load_bundle(str(work / "model.keras"))
     assert bundle.options["class_names"][0] == "sky"
@@ -333,8 +333,8 @@ def test_demo_synthesis_respects_labels(tmp_path):
     # 1200-step demo model measured 50.5 dB).
     from ai_edge_litert.interpreter import Interpreter
 
-    from spade_tf.export_lib import export_tflite
-    from spade_tf.inference import load_synthesizer
+    from spade_tf.serving.export_lib import export_tflite
+    from spade_tf.serving.inference import load_synthesizer
 
     paths = export_tflite(load_synthesizer(work), str(tmp_path / "export"), variants=("float32", "int8"))
     ids = _val_label_maps(config, 8)

@@ -8,7 +8,7 @@ foreground of water, sand and grass bands with trees and boulders. Every class
 has its own colour *and* texture (ripple stripes for water, speck for sand,
 vertical streaks for grass, leafy noise for trees), so a per-pixel
 segmentation network can label real and synthesized images by appearance
-(see `spade_tf/oracle.py`).
+(see `spade_tf/evaluation/oracle.py`).
 
 The dataset is written in the "custom" layout, which is also the example to
 copy for your own data::
@@ -546,7 +546,7 @@ def generate_demo_dataset(root=None, seed=0, num_train=400, num_val=64, size=64,
         return root
     if os.path.exists(root):
         entries = os.listdir(root) if os.path.isdir(root) else [root]
-        # Cached oracles and their temporary files (spade_tf/oracle.py) all start with "oracle".
+        # Cached oracles and their temporary files (spade_tf/evaluation/oracle.py) all start with "oracle".
         extra = sorted(e for e in entries if e not in _DEMO_ENTRIES and not e.startswith("oracle"))
         if extra:
             raise ValueError(

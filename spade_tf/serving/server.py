@@ -1,8 +1,8 @@
 """Serve an exported SPADE model over HTTP: TF Serving's REST API and the paint-a-scene page (GauGAN's demo).
 
-    python -m spade_tf.serve --model exports/demo            # then open http://127.0.0.1:8501/
+    python -m spade_tf.serving.server --model exports/demo            # then open http://127.0.0.1:8501/
 
-`--model` is an export folder written by `spade_tf.export_lib.export_saved_model` (TF Serving's model base
+`--model` is an export folder written by `spade_tf.serving.export_lib.export_saved_model` (TF Serving's model base
 path: `<dir>/<version>/` SavedModels and `metadata.json`). The highest numeric version is served unless
 `--version` says otherwise. Only the standard library's HTTP server is used: this is a demo and a test double
 for TF Serving, not a production server (put TF Serving behind the page for that; see `static/painter.js`).
@@ -68,7 +68,7 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
-log = logging.getLogger("spade_tf.serve")
+log = logging.getLogger("spade_tf.serving.server")
 
 
 class RequestError(Exception):
@@ -706,7 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
             if servable.spade_metadata is None:
                 raise RequestError(
                     404,
-                    f"{servable.export_dir} has no {METADATA_FILE}; export with spade_tf.export_lib to write it.",
+                    f"{servable.export_dir} has no {METADATA_FILE}; export with spade_tf.serving.export_lib to write it.",
                 )
             return self._send_json(200, servable.spade_metadata)
         if rest.startswith(":"):
@@ -837,7 +837,7 @@ def make_server(
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="python -m spade_tf.serve",
+        prog="python -m spade_tf.serving.server",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -877,9 +877,11 @@ def main(argv=None):
             queue_timeout_s=args.queue_timeout_s,
         )
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"spade_tf.serve: error: {e}")
+        sys.exit(f"spade_tf.serving.server: error: {e}")
     except OSError as e:
-        sys.exit(f"spade_tf.serve: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+        sys.exit(
+            f"spade_tf.serving.server: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}"
+        )
     servable = server.servable
     log.info(
         "serving %s version %d as '%s' (signatures: %s)",

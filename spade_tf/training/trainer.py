@@ -18,11 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spade_tf import losses
-from spade_tf.discriminator import MultiscaleDiscriminator
-from spade_tf.encoder import ConvEncoder
-from spade_tf.generator import SPADEGenerator
-from spade_tf.preprocessing import make_semantics, semantic_channels
+from spade_tf.data.semantics import make_semantics, semantic_channels
+from spade_tf.models import losses
+from spade_tf.models.discriminator import MultiscaleDiscriminator
+from spade_tf.models.encoder import ConvEncoder
+from spade_tf.models.generator import SPADEGenerator
 
 
 class TrainingDiverged(RuntimeError):
@@ -156,7 +156,7 @@ class GANTrainer:
     """Owns the models, optimisers and the distributed G/D steps.
 
     Args:
-        config: the full ConfigDict (see spade_tf.config).
+        config: the full ConfigDict (see spade_tf.training.config).
         strategy: a tf.distribute strategy; models and optimisers are created in its scope.
         steps_per_epoch: optimiser schedule granularity (the official per-epoch decay).
         vgg_loss: an optional losses.VGGPerceptualLoss.
@@ -331,7 +331,7 @@ class GANTrainer:
 
     def load_pretrained(self, bundle_path):
         """Fine-tuning: copies weights from a converted official bundle (same architecture)."""
-        from spade_tf.bundle import load_bundle
+        from spade_tf.models.bundle import load_bundle
 
         bundle = load_bundle(bundle_path)
         pairs = [("generator", self.generator, bundle.generator)]

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from spade_tf import ops
-from spade_tf.normalization import (
+from spade_tf.models import ops
+from spade_tf.models.normalization import (
     PACKAGE,
     Conv2D,
     InstanceNorm,

@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from spade_tf import gallery
 from spade_tf.data.check import ID_MODES, RGB_MODES
 from spade_tf.data.layouts import IMAGE_EXTENSIONS, LABEL_EXTENSIONS
 from spade_tf.data.palette import Palette, colorize, rgb_to_ids
-from spade_tf.inference import DONTCARE_VALUE, Synthesizer, load_synthesizer
+from spade_tf.serving import gallery
+from spade_tf.serving.inference import DONTCARE_VALUE, Synthesizer, load_synthesizer
 
 # The official dataset_mode names (as convert.py --dataset) -> (our layout, the official test preprocessing).
 OFFICIAL_DATASETS = {
@@ -346,7 +346,7 @@ def data_config(model, dataset=None, dataset_root=None):
     """
     import ml_collections
 
-    from spade_tf.config import base_config, validate
+    from spade_tf.training.config import base_config, validate
 
     options = model.options
     if "config" in options:
@@ -405,8 +405,8 @@ def load_split(model, split, dataset=None, dataset_root=None, limit=0, batch_siz
     Raises:
         ValueError: bad arguments; spade_tf.data.check.DatasetError: unreadable or out-of-range files.
     """
-    from spade_tf import train_lib
     from spade_tf.data import check, layouts
+    from spade_tf.training import train_lib
 
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not valid; choose one of: {', '.join(SPLITS)}.")

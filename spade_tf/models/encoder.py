@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from spade_tf.normalization import PACKAGE, Conv2D, InstanceNorm, xavier_normal
+from spade_tf.models.normalization import PACKAGE, Conv2D, InstanceNorm, xavier_normal
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

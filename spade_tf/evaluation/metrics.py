@@ -2,7 +2,7 @@
 
 - `frechet_distance`: the Frechet distance between two Gaussians, the FID of Heusel et al. when the
   Gaussians are fitted (`gaussian_statistics`) to pool3 features of real and generated images
-  (`spade_tf.inception`).
+  (`spade_tf.evaluation.inception`).
 - `kernel_inception_distance`: KID of Binkowski et al., the unbiased MMD^2 with the cubic polynomial
   kernel, averaged over random subsets.
 - `StatisticsCache`: real-image statistics (and features, for KID) stored per split as `.npz`, keyed so

@@ -17,10 +17,10 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from spade_tf import gallery
-from spade_tf.config import validate
 from spade_tf.data.palette import colorize
-from spade_tf.trainer import GANTrainer, TrainingDiverged, clean_worker_dir, is_chief, make_strategy
+from spade_tf.serving import gallery
+from spade_tf.training.config import validate
+from spade_tf.training.trainer import GANTrainer, TrainingDiverged, clean_worker_dir, is_chief, make_strategy
 
 
 @dataclasses.dataclass
@@ -157,7 +157,7 @@ def _write_scalars(writer, logs, step):
 
 
 def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
-    from spade_tf import oracle
+    from spade_tf.evaluation import oracle
 
     model = oracle.load_or_train_oracle(setup.demo_root)
     real_m = oracle.evaluate_oracle(model, reals, labels, num_classes)
@@ -181,26 +181,26 @@ def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
 
 def _make_evaluator(trainer, config, setup, writer, out):
     """`evaluate(step)` for eval.every: loads the Inception weights, segmenter and oracle once, up front."""
-    from spade_tf import evaluation
+    from spade_tf.evaluation import evaluate as evaluation
 
     e = config.eval
     inception = segmenter = oracle = label_map = None
     if e.inception_weights:
-        from spade_tf.inception import load_inception
+        from spade_tf.evaluation.inception import load_inception
 
         inception = load_inception(e.inception_weights)
     if e.segmenter:
-        from spade_tf.segmenter import Segmenter
+        from spade_tf.evaluation.segmenter import Segmenter
 
         segmenter = Segmenter(
             e.segmenter, input_range=e.segmenter_input_range or None, output=e.segmenter_output
         )
     if e.label_class_map:
-        from spade_tf.segmenter import load_class_map
+        from spade_tf.evaluation.segmenter import load_class_map
 
         label_map = load_class_map(e.label_class_map)
     if setup.demo_root:
-        from spade_tf import oracle as demo_oracle
+        from spade_tf.evaluation import oracle as demo_oracle
 
         oracle = demo_oracle.load_or_train_oracle(setup.demo_root)
     if not (inception or segmenter or oracle):
@@ -234,7 +234,7 @@ def _make_evaluator(trainer, config, setup, writer, out):
 
 def _finish(trainer, config, setup, workdir, writer, step, out):
     """Gallery, oracle evaluation (demo) and the model bundle."""
-    from spade_tf.bundle import save_bundle
+    from spade_tf.models.bundle import save_bundle
 
     evaluate = bool(config.eval.oracle and setup.demo_root)
     # With the oracle every validation image is synthesized once; the gallery is its head.
@@ -303,7 +303,7 @@ def train(config, workdir, out=print, strategy=None):
     with strategy.scope():
         vgg = None
         if t.vgg_weights:
-            from spade_tf.losses import VGGPerceptualLoss
+            from spade_tf.models.losses import VGGPerceptualLoss
 
             vgg = VGGPerceptualLoss(t.vgg_weights, t.lambda_vgg, t.vgg_preprocessing)
     trainer = GANTrainer(config, strategy, steps_per_epoch, vgg)

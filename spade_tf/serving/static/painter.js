@@ -15,7 +15,7 @@
 //   index.html?predict=/v1/models/spade:predict&metadata=/files/metadata.json
 // metadata= is the export's metadata.json (classes, palette, size, use_vae, signatures). TF Serving sends no
 // CORS headers, so the browser lets this page call it only from the same origin: serve these static files
-// and TF Serving behind one reverse proxy (python -m spade_tf.serve is both in one process).
+// and TF Serving behind one reverse proxy (python -m spade_tf.serving.server is both in one process).
 "use strict";
 
 (function () {

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
-from spade_tf import ops
+from spade_tf.models import ops
 
 PACKAGE = "spade_tf"
 PARAM_FREE_NORMS = ("sync_batch", "batch", "instance")

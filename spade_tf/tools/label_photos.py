@@ -1,7 +1,7 @@
 """Labels a folder of photos with a segmentation network and writes a SPADE training dataset.
 
 The paper's Flickr recipe: photos without label maps get them from an existing segmentation
-network, and SPADE trains on the pairs. `label_photos` runs a `spade_tf.segmenter.Segmenter`
+network, and SPADE trains on the pairs. `label_photos` runs a `spade_tf.evaluation.segmenter.Segmenter`
 over every photo, drops the photos the network is unsure about, and writes the custom layout
 that `train.py --config=configs/custom.py --config.data.root=OUT` reads:
 
@@ -331,7 +331,7 @@ def label_photos(
     """Segments every photo in `photos_dir` and writes a custom-layout dataset to `output_dir`.
 
     Args:
-        segmenter: a `spade_tf.segmenter.Segmenter` (anything with `.predict(uint8 NHWC) ->
+        segmenter: a `spade_tf.evaluation.segmenter.Segmenter` (anything with `.predict(uint8 NHWC) ->
             (ids, confidence or None)`, `.num_classes` and `.ignore_id`).
         photos_dir: folder of .jpg/.jpeg/.png photos.
         output_dir: the dataset folder to write (created if needed); it must not hold a

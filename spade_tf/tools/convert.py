@@ -15,7 +15,7 @@ spectral-norm `weight_v` (in*kh*kw, flattened in (in, kh, kw) order) <->
 synchronized BN does not even increment them); they are accepted on the way
 in and written as 0 on the way out.
 
-Command line (see README): `python -m spade_tf.convert --dataset ade20k
+Command line (see README): `python -m spade_tf.tools.convert --dataset ade20k
 --checkpoint_dir checkpoints/ade20k_pretrained --output ade20k.keras`.
 """
 
@@ -26,11 +26,11 @@ import re
 
 import numpy as np
 
-from spade_tf.discriminator import MultiscaleDiscriminator
-from spade_tf.encoder import ConvEncoder
-from spade_tf.generator import UPSAMPLING_CHOICES, SPADEGenerator
-from spade_tf.normalization import Conv2D, ParamFreeBatchNorm, check_choice
-from spade_tf.preprocessing import semantic_channels
+from spade_tf.data.semantics import semantic_channels
+from spade_tf.models.discriminator import MultiscaleDiscriminator
+from spade_tf.models.encoder import ConvEncoder
+from spade_tf.models.generator import UPSAMPLING_CHOICES, SPADEGenerator
+from spade_tf.models.normalization import Conv2D, ParamFreeBatchNorm, check_choice
 
 # Official defaults (BaseOptions / TrainOptions / SPADEGenerator.modify_commandline_options).
 OFFICIAL_DEFAULTS = {
@@ -558,7 +558,7 @@ def convert_official(options, paths, output):
     Returns:
         The written bundle path.
     """
-    from spade_tf.bundle import save_bundle
+    from spade_tf.models.bundle import save_bundle
 
     opts = normalize_options(options)
     # Read and check everything before the (slow) full-size build of the others.
@@ -580,7 +580,7 @@ def export_official(bundle_path, output_dir, file_format="npz", which_epoch="lat
     Returns:
         The list of written paths.
     """
-    from spade_tf.bundle import load_bundle
+    from spade_tf.models.bundle import load_bundle
 
     if file_format not in ("npz", "pth"):
         raise ValueError(f"file_format={file_format!r}: choose 'npz' or 'pth'.")

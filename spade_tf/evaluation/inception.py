@@ -52,9 +52,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.convert import StateDictMismatch
-from spade_tf.convert import load_state_dict as _read_state_dict
-from spade_tf.normalization import PACKAGE
+from spade_tf.models.normalization import PACKAGE
+from spade_tf.tools.convert import StateDictMismatch
+from spade_tf.tools.convert import load_state_dict as _read_state_dict
 
 # Bump when the preprocessing or the feature definition changes: cached real statistics carry it.
 PROTOCOL_VERSION = 1

@@ -2,8 +2,8 @@
 
 import keras
 
-from spade_tf import ops
-from spade_tf.normalization import PACKAGE, SPADE, Conv2D
+from spade_tf.models import ops
+from spade_tf.models.normalization import PACKAGE, SPADE, Conv2D
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

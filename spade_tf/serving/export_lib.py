@@ -36,7 +36,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.inference import DONTCARE_VALUE
+from spade_tf.serving.inference import DONTCARE_VALUE
 
 METADATA_FILE = "metadata.json"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -54,7 +54,7 @@ def _spade_tf_version():
         try:
             import tomllib
 
-            path = os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")
+            path = os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")
             with open(path, "rb") as f:
                 return tomllib.load(f)["project"]["version"]
         except Exception:
@@ -340,7 +340,7 @@ def serving_synthesizer(synthesizer, gather_impl):
     functions: TF Serving refuses those unless started with `--xla_cpu_compilation_enabled` (and its GPU
     image has no XLA compiler at all), and TFLite and ONNX have no XLA. The export copies the generator
     with the same weights and another implementation of the same sums: "segment_sum" for SavedModels,
-    "gather_sum" for TFLite and ONNX (see `spade_tf.normalization.gather_conv_relu`). A generator built
+    "gather_sum" for TFLite and ONNX (see `spade_tf.models.normalization.gather_conv_relu`). A generator built
     with `fast=False` stays plain.
     """
     g = synthesizer.generator
@@ -434,7 +434,7 @@ def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
     TF Serving never loads a half-written model.
 
     Args:
-        synthesizer: a `spade_tf.inference.Synthesizer`.
+        synthesizer: a `spade_tf.serving.inference.Synthesizer`.
         export_dir: the model base path (created if missing).
         version: positive int, the version folder name.
         overwrite: replace an existing version folder; otherwise an existing one is an error.
@@ -632,7 +632,7 @@ def export_tflite(synthesizer, out_dir, variants=TFLITE_VARIANTS):
     (`Interpreter.resize_tensor_input`). Ids are not checked: validate them before calling.
 
     Args:
-        synthesizer: a `spade_tf.inference.Synthesizer`.
+        synthesizer: a `spade_tf.serving.inference.Synthesizer`.
         out_dir: the export folder (the one holding the SavedModel versions and metadata.json).
         variants: any of "float32", "float16" (float16 weights) and "int8" (dynamic-range int8 weights).
 
@@ -670,7 +670,7 @@ def export_onnx(synthesizer, out_dir, opset=ONNX_OPSET):
     outputs `images` uint8 and `images_float` float32. Needs `pip install -r requirements-onnx.txt`.
 
     Args:
-        synthesizer: a `spade_tf.inference.Synthesizer`.
+        synthesizer: a `spade_tf.serving.inference.Synthesizer`.
         out_dir: the export folder.
         opset: ONNX opset.
 

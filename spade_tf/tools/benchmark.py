@@ -7,7 +7,7 @@
         --saved_model=export/ade20k --tflite=ade20k_fp32.tflite,ade20k_int8.tflite
 
 What is measured (`run_benchmark`), each phase in its own child process
-(`python -m spade_tf.benchmark --child TASK RESULT`) so that its peak resident
+(`python -m spade_tf.tools.benchmark --child TASK RESULT`) so that its peak resident
 memory (`ru_maxrss`) is its own:
 
 * `matmul`: float32 `tf.matmul` of two N x N matrices inside a `tf.function`
@@ -18,7 +18,7 @@ memory (`ru_maxrss`) is its own:
   `tf.function` at batch 1 and at `batch`, on a one-hot semantic map made
   beforehand from random label ids (plus instance edges when the config uses
   them), as `Synthesizer` and the exports call it.
-* `train_G_step`, `train_D_step`, `train_step`: `spade_tf.trainer.GANTrainer`'s
+* `train_G_step`, `train_D_step`, `train_step`: `spade_tf.training.trainer.GANTrainer`'s
   distributed G step, D step, and `train_step` (G then D, with the losses read
   back) under a one-device MirroredStrategy, without the VGG loss, at
   `train_batch`.
@@ -139,7 +139,7 @@ REFERENCES = {
         "train_step_gflop": None,
     },
 }
-# The config's dataset name for each official preset of spade_tf.convert.
+# The config's dataset name for each official preset of spade_tf.tools.convert.
 _PRESET_DATASETS = {"ade20k": "ade20k", "cityscapes": "cityscapes", "coco": "coco_stuff"}
 MEASUREMENT_KEYS = (
     "phase",
@@ -187,9 +187,9 @@ def parse_resolution(text):
 
 
 def config_from_preset(name):
-    """The config of an official dataset preset (spade_tf.convert.DATASET_PRESETS) with official widths."""
-    from spade_tf.config import base_config
-    from spade_tf.convert import DATASET_PRESETS
+    """The config of an official dataset preset (spade_tf.tools.convert.DATASET_PRESETS) with official widths."""
+    from spade_tf.tools.convert import DATASET_PRESETS
+    from spade_tf.training.config import base_config
 
     if name not in DATASET_PRESETS:
         raise ValueError(
@@ -212,7 +212,7 @@ def resolve_config(config=None, dataset=None, resolution=None):
 
     Args:
         config: a ConfigDict, or a `configs/<name>.py[:variant]` path; or None.
-        dataset: an official preset name (spade_tf.convert.DATASET_PRESETS); or None.
+        dataset: an official preset name (spade_tf.tools.convert.DATASET_PRESETS); or None.
         resolution: (height, width), "HxW", or None for the config's crop
             (width crop_size, height crop_size / aspect_ratio).
 
@@ -227,7 +227,7 @@ def resolve_config(config=None, dataset=None, resolution=None):
     if dataset is not None:
         c = config_from_preset(dataset)
     elif isinstance(config, str):
-        from spade_tf.config import load_config_file
+        from spade_tf.training.config import load_config_file
 
         c = load_config_file(config)
     else:
@@ -237,7 +237,7 @@ def resolve_config(config=None, dataset=None, resolution=None):
         height, width = int(round(c.data.crop_size / c.data.aspect_ratio)), int(c.data.crop_size)
     else:
         height, width = parse_resolution(resolution) if isinstance(resolution, str) else tuple(resolution)
-    from spade_tf.generator import UPSAMPLING_CHOICES, latent_grid
+    from spade_tf.models.generator import UPSAMPLING_CHOICES, latent_grid
 
     multiple = 2 ** UPSAMPLING_CHOICES.get(c.model.num_upsampling_layers, 0)
     if height % multiple or width % multiple:
@@ -257,7 +257,7 @@ def resolve_config(config=None, dataset=None, resolution=None):
 
 def model_summary(config):
     """The fields that fix the networks' arithmetic, for the report and the reference match."""
-    from spade_tf.preprocessing import semantic_channels
+    from spade_tf.data.semantics import semantic_channels
 
     d, m = config.data, config.model
     return dict(
@@ -457,7 +457,7 @@ class Layer:
 
 def generator_layers(summary):
     """The generator's conv and linear layers (official SPADEGenerator) at the summary's resolution."""
-    from spade_tf.generator import UPSAMPLING_CHOICES
+    from spade_tf.models.generator import UPSAMPLING_CHOICES
 
     nf, sem = summary["base_filters"], summary["semantic_channels"]
     hidden, k = summary["spade_hidden_filters"], summary["spade_kernel_size"]
@@ -563,7 +563,7 @@ def check_layers(layers, model):
     if problems:
         raise ValueError(
             f"{model.name}: the FLOP count's layer list does not match the model ({', '.join(problems[:5])}); "
-            "update spade_tf/benchmark.py's *_layers functions with the architecture change."
+            "update spade_tf/tools/benchmark.py's *_layers functions with the architecture change."
         )
 
 
@@ -864,7 +864,7 @@ def _variant_config(config, variant):
 def _semantics(config, batch, height, width, seed=0):
     import tensorflow as tf
 
-    from spade_tf.preprocessing import make_semantics
+    from spade_tf.data.semantics import make_semantics
 
     d = config.data
     num_ids = d.num_classes + int(d.contain_dontcare_label)
@@ -884,7 +884,7 @@ def _semantics(config, batch, height, width, seed=0):
 def _forward_function(config, batch, height, width, jit_compile=False):
     import tensorflow as tf
 
-    from spade_tf.trainer import build_models
+    from spade_tf.training.trainer import build_models
 
     # build_models also builds D (5.8 M parameters at full size, ~1 % of the forward's peak memory).
     generator, _, _ = build_models(config)
@@ -902,7 +902,7 @@ def _training(config, batch, height, width, seed=0):
     """(trainer, distributed batch) on one device, without the VGG loss."""
     import tensorflow as tf
 
-    from spade_tf.trainer import GANTrainer
+    from spade_tf.training.trainer import GANTrainer
 
     c = ml_collections.ConfigDict(config.to_dict())
     c.train.batch_size = batch
@@ -1028,7 +1028,7 @@ def _child_main(task_path, result_path):
         import keras
 
         keras.utils.set_random_seed(int(task.get("seed", 0)))
-        import spade_tf.trainer  # noqa: F401  (its imports belong to the baseline, not to the phase)
+        import spade_tf.training.trainer  # noqa: F401  (its imports belong to the baseline, not to the phase)
 
     rss_import = _rss_mb()
     result = _PHASE_FUNCTIONS[task["phase"]](task)
@@ -1053,7 +1053,7 @@ def run_phase(task, timeout=None):
         with open(task_path, "w") as f:
             json.dump(task, f)
         proc = subprocess.run(
-            [sys.executable, "-m", "spade_tf.benchmark", "--child", task_path, result_path],
+            [sys.executable, "-m", "spade_tf.tools.benchmark", "--child", task_path, result_path],
             env=env,
             capture_output=True,
             text=True,

@@ -8,7 +8,7 @@ import os
 
 import keras
 
-from spade_tf.normalization import PACKAGE
+from spade_tf.models.normalization import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -74,10 +74,14 @@ def load_bundle(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"model file not found: {path}. Convert an official checkpoint with "
-            "`python -m spade_tf.convert` or point at a training workdir's export."
+            "`python -m spade_tf.tools.convert` or point at a training workdir's export."
         )
     # Registers the layer classes the file names; a caller may not have imported them yet.
-    from spade_tf import discriminator, encoder, generator  # noqa: F401
+    from spade_tf.models import (
+        discriminator,  # noqa: F401
+        encoder,  # noqa: F401
+        generator,  # noqa: F401
+    )
 
     bundle = keras.saving.load_model(path, compile=False)
     if not isinstance(bundle, SPADEBundle):

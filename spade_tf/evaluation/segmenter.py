@@ -8,7 +8,7 @@ trained with, resizes the prediction back to the photo size when the network pre
 another resolution, and optionally maps the network's class ids to the ones SPADE should
 see (`CITYSCAPES_LABEL_TO_TRAIN_ID` turns Cityscapes' 34 label ids into its 19 train ids).
 
-`export_oracle_saved_model` writes the bundled demo oracle (`spade_tf.oracle`) with the
+`export_oracle_saved_model` writes the bundled demo oracle (`spade_tf.evaluation.oracle`) with the
 contract a third-party network typically has (float32 images in [0, 1] -> logits), so the
 whole recipe can be tried on the demo dataset.
 
@@ -487,7 +487,7 @@ def export_oracle_saved_model(oracle, path, overwrite=False):
     [-1, 1]. Read it back with `Segmenter(path, input_range="0_1", output="logits")`.
 
     Args:
-        oracle: a Keras model from `spade_tf.oracle.build_oracle` / `load_or_train_oracle`.
+        oracle: a Keras model from `spade_tf.evaluation.oracle.build_oracle` / `load_or_train_oracle`.
         path: the SavedModel folder to write; written to a temporary sibling and renamed, so
             an interrupted export leaves no half-written model.
         overwrite: replace an existing `path`.

@@ -3,9 +3,16 @@
 import keras
 import tensorflow as tf
 
-from spade_tf import ops
-from spade_tf.blocks import SPADEResBlock
-from spade_tf.normalization import PACKAGE, Conv2D, check_choice, encode_semantics, label_taps, xavier_normal
+from spade_tf.models import ops
+from spade_tf.models.blocks import SPADEResBlock
+from spade_tf.models.normalization import (
+    PACKAGE,
+    Conv2D,
+    check_choice,
+    encode_semantics,
+    label_taps,
+    xavier_normal,
+)
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}
 
@@ -69,7 +76,7 @@ class SPADEGenerator(keras.Model):
             float map (the reference computation). Same weights either way.
         gather_impl: how the fast path gathers: "xla" (Keras, training),
             "segment_sum" (TF without XLA, e.g. TF Serving) or "gather_sum"
-            (TFLite, ONNX); see `spade_tf.normalization.gather_conv_relu`.
+            (TFLite, ONNX); see `spade_tf.models.normalization.gather_conv_relu`.
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)

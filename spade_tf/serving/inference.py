@@ -26,9 +26,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.bundle import load_bundle
 from spade_tf.data.palette import default_colormap
-from spade_tf.preprocessing import make_semantics
+from spade_tf.data.semantics import make_semantics
+from spade_tf.models.bundle import load_bundle
 
 DONTCARE_VALUE = 255
 MODEL_FILE = "model.keras"

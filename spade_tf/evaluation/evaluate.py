@@ -4,8 +4,8 @@ accuracy) of a segmentation network run on them against the input label maps.
 SPADE (Table 1) reports FID from the 2015 Inception network and mIoU / pixel accuracy from DeepLabV2
 (COCO-Stuff), UperNet101 (ADE20K) and DRN-D-105 (Cityscapes, on its 19 train ids); the official repository has
 no evaluation code. Here the Inception weights and the segmentation network are user-supplied files
-(`spade_tf.inception.load_inception`, `spade_tf.segmenter.Segmenter`). On the bundled demo dataset the demo
-oracle (`spade_tf.oracle`) gives mIoU, and its features give a domain KID that needs no download (labelled
+(`spade_tf.evaluation.inception.load_inception`, `spade_tf.evaluation.segmenter.Segmenter`). On the bundled demo dataset the demo
+oracle (`spade_tf.evaluation.oracle`) gives mIoU, and its features give a domain KID that needs no download (labelled
 "kid_oracle": a sanity and progress figure, not comparable with published KIDs).
 
 Example:
@@ -19,7 +19,7 @@ Example:
 
 import numpy as np
 
-from spade_tf import metrics
+from spade_tf.evaluation import metrics
 
 # Rows of `format_table`, in order: key, label, format.
 _ROWS = (
@@ -48,7 +48,7 @@ def oracle_features(oracle, images, batch_size=32):
     """
     import keras
 
-    from spade_tf.oracle import _to_unit_range
+    from spade_tf.evaluation.oracle import _to_unit_range
 
     hidden = [layer for layer in oracle.layers if layer.name.startswith("relu_")][-1]
     body = keras.Model(oracle.input, hidden.output)
@@ -76,7 +76,7 @@ def segmentation_scores(segmenter, images, labels, num_eval_classes, ignore_inde
     """mIoU and pixel accuracy of `segmenter` on `images` against `labels`.
 
     Args:
-        segmenter: a `spade_tf.segmenter.Segmenter` (its own class map turns its outputs into the
+        segmenter: a `spade_tf.evaluation.segmenter.Segmenter` (its own class map turns its outputs into the
             evaluated ids).
         images: (N, H, W, 3) uint8.
         labels: (N, H, W) input label ids.
@@ -85,9 +85,9 @@ def segmentation_scores(segmenter, images, labels, num_eval_classes, ignore_inde
         label_class_map: optional table applied to the labels before comparing.
 
     Returns:
-        `spade_tf.oracle.segmentation_metrics`'s dict.
+        `spade_tf.evaluation.oracle.segmentation_metrics`'s dict.
     """
-    from spade_tf.oracle import segmentation_metrics
+    from spade_tf.evaluation.oracle import segmentation_metrics
 
     pred, _ = segmenter.predict(np.asarray(images))
     true = labels if label_class_map is None else map_labels(labels, label_class_map)
@@ -168,7 +168,7 @@ def evaluate_images(
             result["seg_miou" + suffix] = scores["mean_iou"]
             result["seg_pixel_accuracy" + suffix] = scores["pixel_accuracy"]
     if oracle is not None:
-        from spade_tf.oracle import evaluate_oracle
+        from spade_tf.evaluation.oracle import evaluate_oracle
 
         for name, images in (("synthesized", fakes), ("real", reals)):
             scores = evaluate_oracle(oracle, images, labels, num_classes)
@@ -248,9 +248,9 @@ def run(
 
     Args:
         model_path: a training workdir or a `.keras` bundle.
-        split, dataset, dataset_root, limit: the examples (see `spade_tf.synthesis.load_split`).
+        split, dataset, dataset_root, limit: the examples (see `spade_tf.serving.synthesis.load_split`).
         batch_size: label maps per generator call.
-        inception_weights: an Inception weight file (see `spade_tf.inception`), or None (no FID / KID).
+        inception_weights: an Inception weight file (see `spade_tf.evaluation.inception`), or None (no FID / KID).
         stats_dir: where real-image statistics are cached (default: beside the model).
         segmenter: a `Segmenter`, or None.
         label_class_map, num_eval_classes, ignore_index: see `evaluate_images`.
@@ -269,12 +269,12 @@ def run(
     import os
     import time
 
-    from spade_tf import synthesis
-    from spade_tf.inference import load_synthesizer, resolve_model_path
+    from spade_tf.serving import synthesis
+    from spade_tf.serving.inference import load_synthesizer, resolve_model_path
 
     inception = None
     if inception_weights:
-        from spade_tf.inception import load_inception
+        from spade_tf.evaluation.inception import load_inception
 
         inception = load_inception(inception_weights)
     bundle_path = resolve_model_path(model_path)
@@ -298,7 +298,7 @@ def run(
     out(f"Synthesized {len(items)} images in {time.monotonic() - start:.1f} s.")
     oracle = None
     if use_oracle:
-        from spade_tf.oracle import load_or_train_oracle
+        from spade_tf.evaluation.oracle import load_or_train_oracle
 
         oracle = load_or_train_oracle(demo_root)
     stats_cache = None

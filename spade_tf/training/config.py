@@ -49,10 +49,10 @@ def base_config():
     c.model.use_spectral_norm = True
     c.model.spade_kernel_size = 3
     c.model.spade_hidden_filters = 128
-    # SPADE's exact fast path (the one-hot conv as gathered kernel rows, see spade_tf.normalization.SPADE);
+    # SPADE's exact fast path (the one-hot conv as gathered kernel rows, see spade_tf.models.normalization.SPADE);
     # False runs the plain convolution, the reference computation. Same weights and results either way.
     c.model.fast_spade = True
-    # How the fast path gathers (spade_tf.normalization.gather_conv_relu): "segment_sum" (TF kernels) or
+    # How the fast path gathers (spade_tf.models.normalization.gather_conv_relu): "segment_sum" (TF kernels) or
     # "xla" (XLA-compiled; ~4 % faster training steps on a 2-core CPU, ~0.15 GB more memory).
     c.model.spade_gather_impl = "segment_sum"
     c.model.disc_filters = 64  # ndf
@@ -87,11 +87,13 @@ def base_config():
     c.eval = ml_collections.ConfigDict()
     c.eval.gallery_size = 16  # validation label maps synthesized at the end
     c.eval.oracle = False  # demo only: segmentation oracle mIoU of synthesized vs real
-    # Evaluation during training (spade_tf.evaluation), logged to TensorBoard under eval/.
+    # Evaluation during training (spade_tf.evaluation.evaluate), logged to TensorBoard under eval/.
     c.eval.every = 0  # steps between evaluations; 0 = off
     c.eval.num_images = 64  # validation images synthesized for each evaluation
-    c.eval.inception_weights = ""  # FID/KID Inception weights file (see spade_tf.inception); "" = no FID/KID
-    c.eval.segmenter = ""  # segmentation SavedModel for mIoU (spade_tf.segmenter); "" = none
+    c.eval.inception_weights = (
+        ""  # FID/KID Inception weights file (see spade_tf.evaluation.inception); "" = no FID/KID
+    )
+    c.eval.segmenter = ""  # segmentation SavedModel for mIoU (spade_tf.evaluation.segmenter); "" = none
     c.eval.segmenter_input_range = ""  # "0_1", "0_255", "-1_1"; "" = from its input dtype
     c.eval.segmenter_output = "logits"  # logits, probabilities or ids
     c.eval.label_class_map = ""  # e.g. "cityscapes": label ids -> evaluated ids
@@ -110,8 +112,8 @@ def validate(config):
     _choice("data.dataset", config.data.dataset, DATASETS)
     _choice("train.precision", config.train.precision, PRECISIONS)
     from spade_tf.data.transforms import PREPROCESS_MODES
-    from spade_tf.generator import UPSAMPLING_CHOICES
-    from spade_tf.normalization import PARAM_FREE_NORMS
+    from spade_tf.models.generator import UPSAMPLING_CHOICES
+    from spade_tf.models.normalization import PARAM_FREE_NORMS
 
     _choice("data.preprocess_mode", config.data.preprocess_mode, PREPROCESS_MODES)
     _choice("model.num_upsampling_layers", config.model.num_upsampling_layers, tuple(UPSAMPLING_CHOICES))
