@@ -7,9 +7,9 @@
         --saved_model=export/ade20k --tflite=ade20k_fp32.tflite,ade20k_int8.tflite
 
 Prints a table and, with --output, writes the JSON report (schema in
-spade_tf/tools/benchmark.py). Each phase runs in its own process, so a full-size
+spade_tf/tools/benchmark/__init__.py). Each phase runs in its own process, so a full-size
 config takes minutes on a CPU; on a GPU the float32, bfloat16 and XLA
-variants run. Achieved GFLOP/s use the convolution FLOPs of the traced graph;
+variants run. Achieved GFLOP/s use the model's FLOPs counted from its layers' shapes;
 "effective" GFLOP/s use the published count of the official model when the
 config matches it (ADE20K 256x256, Cityscapes 256x512).
 """
@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from spade_tf.tools import benchmark  # noqa: E402
-from spade_tf.training.config import check_command_line  # noqa: E402
+from spade_tf.config import check_command_line  # noqa: E402
+from spade_tf.tools.benchmark import configs, report, run  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -44,8 +44,8 @@ def define_flags():
     flags.DEFINE_integer("train_batch", 1, "Global batch of the training step.")
     flags.DEFINE_integer("warmup", 2, "Untimed calls before timing (the first traces and compiles).")
     flags.DEFINE_integer("runs", 5, "Timed calls; the median, minimum and maximum are reported.")
-    flags.DEFINE_list("variants", None, f"Subset of {','.join(benchmark.VARIANTS)} (default: by device).")
-    flags.DEFINE_list("phases", list(benchmark.PHASES), f"Subset of {','.join(benchmark.PHASES)}.")
+    flags.DEFINE_list("variants", None, f"Subset of {','.join(run.VARIANTS)} (default: by device).")
+    flags.DEFINE_list("phases", list(run.PHASES), f"Subset of {','.join(run.PHASES)}.")
     flags.DEFINE_integer(
         "matmul_size", 0, "N of the float32 NxN matmul check (0: 4096 on a GPU, 2048 on a CPU)."
     )
@@ -60,8 +60,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
-        # The settings first: their errors need no TensorFlow import.
-        settings = benchmark.Settings(
+        # The settings first: their errors need no config file.
+        settings = run.Settings(
             batch=FLAGS.batch,
             train_batch=FLAGS.train_batch,
             warmup=FLAGS.warmup,
@@ -74,7 +74,7 @@ def main(argv):
             signature=FLAGS.signature,
             tflite=tuple(FLAGS.tflite),
         ).check()
-        config, resolution = benchmark.resolve_config(FLAGS.config, FLAGS.dataset, FLAGS.resolution)
+        config, resolution = configs.resolve_config(FLAGS.config, FLAGS.dataset, FLAGS.resolution)
     except ValueError as e:
         sys.exit(f"benchmark.py: error: {e}")
     args = sys.argv[1:]
@@ -84,12 +84,12 @@ def main(argv):
     source = f"preset {FLAGS.dataset}" if FLAGS.dataset else spec
     logging.info("Config:\n%s", config)
     try:
-        report = benchmark.run_benchmark(config, resolution, settings, source=source)
+        result = run.run_benchmark(config, resolution, settings, source=source)
     except (RuntimeError, ValueError) as e:
         sys.exit(f"benchmark.py: error: {e}")
-    print(benchmark.format_report(report))
+    print(report.format_report(result))
     if FLAGS.output:
-        benchmark.write_report(report, FLAGS.output)
+        report.write_report(result, FLAGS.output)
         print(f"wrote {FLAGS.output}")
 
 

@@ -12,8 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from spade_tf.training import train_lib  # noqa: E402
-from spade_tf.training.config import check_command_line, validate  # noqa: E402
+from spade_tf.config import check_command_line, validate  # noqa: E402
+from spade_tf.data import setup as data_setup  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.py")
 
@@ -24,7 +24,7 @@ def main(argv):
 
     config = validate(flags.FLAGS.config)
     try:
-        train_lib.prepare_data(config, run_check=True)
+        data_setup.prepare_data(config, run_check=True)
     except DatasetError:
         sys.exit(1)
     print("Dataset OK.")

@@ -19,6 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from spade_tf.data.check import DatasetError  # noqa: E402
+from spade_tf.evaluation import evaluate as evaluation  # noqa: E402
+from spade_tf.evaluation import segmenter  # noqa: E402
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "model", None, "A training workdir (with model.keras) or a .keras bundle from convert.py."
@@ -35,12 +39,9 @@ flags.DEFINE_string(
     "stats_dir", None, "Cache of real-image Inception statistics (default <model dir>/fid_stats)."
 )
 flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size (clipped to the number of images).")
-flags.DEFINE_string("segmenter", None, "A segmentation SavedModel folder for mIoU / pixel accuracy.")
-flags.DEFINE_string("segmenter_signature", "serving_default", "Its signature.")
-flags.DEFINE_enum("segmenter_input_range", None, ["0_1", "0_255", "-1_1"], "Its float input range.")
-flags.DEFINE_enum("segmenter_output", "logits", ["logits", "probabilities", "ids"], "What it outputs.")
-flags.DEFINE_string("segmenter_output_key", None, "Its output to use, when it has several.")
-flags.DEFINE_string("segmenter_class_map", None, "Maps its predicted ids ('cityscapes' or a JSON file).")
+# --segmenter (mIoU / pixel accuracy), --segmenter_signature, --segmenter_input_range, --segmenter_output, ...
+SEGMENTER_FLAGS = segmenter.SegmenterFlags(prefix="segmenter_")
+flags.adopt_module_key_flags(segmenter)  # listed by --help with this script's own flags
 flags.DEFINE_string(
     "label_class_map", None, "Maps the label ids before scoring ('cityscapes': 35 ids -> 19 train ids)."
 )
@@ -57,26 +58,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.model:
         raise app.UsageError("--model is required.")
-    from spade_tf.data.check import DatasetError
-    from spade_tf.evaluation import evaluate as evaluation
-
     try:
-        segmenter = label_map = None
-        if FLAGS.segmenter:
-            from spade_tf.evaluation.segmenter import Segmenter, load_class_map
-
-            segmenter = Segmenter(
-                FLAGS.segmenter,
-                signature=FLAGS.segmenter_signature,
-                input_range=FLAGS.segmenter_input_range,
-                output=FLAGS.segmenter_output,
-                output_key=FLAGS.segmenter_output_key,
-                class_map=load_class_map(FLAGS.segmenter_class_map) if FLAGS.segmenter_class_map else None,
-            )
-        if FLAGS.label_class_map:
-            from spade_tf.evaluation.segmenter import load_class_map
-
-            label_map = load_class_map(FLAGS.label_class_map)
+        seg = SEGMENTER_FLAGS.segmenter()
+        label_map = segmenter.load_class_map(FLAGS.label_class_map) if FLAGS.label_class_map else None
         evaluation.run(
             FLAGS.model,
             split=FLAGS.split,
@@ -86,7 +70,7 @@ def main(argv):
             batch_size=FLAGS.batch_size,
             inception_weights=FLAGS.inception,
             stats_dir=FLAGS.stats_dir,
-            segmenter=segmenter,
+            segmenter=seg,
             label_class_map=label_map,
             num_eval_classes=FLAGS.num_eval_classes,
             ignore_index=FLAGS.ignore_index,

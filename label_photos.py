@@ -19,26 +19,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from spade_tf.evaluation import segmenter  # noqa: E402
+from spade_tf.data import demo  # noqa: E402
+from spade_tf.evaluation import oracle, segmenter  # noqa: E402
 from spade_tf.tools import label_photos  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("segmenter", None, "Segmentation SavedModel folder.")
+# --segmenter, --signature, --input_range, --output_kind (--output is the dataset), --output_key, --input_key,
+# --class_map.
+SEGMENTER_FLAGS = segmenter.SegmenterFlags(names={"output": "output_kind"})
+flags.adopt_module_key_flags(segmenter)  # listed by --help with this script's own flags
 flags.DEFINE_string("photos", None, "Folder of .jpg/.jpeg/.png photos.")
 flags.DEFINE_string("output", None, "Dataset folder to write (custom layout).")
-flags.DEFINE_string("signature", "serving_default", "Signature of the SavedModel to call.")
-flags.DEFINE_enum(
-    "input_range",
-    None,
-    list(segmenter.INPUT_RANGES),
-    "Pixel range of float inputs (default 0_1; uint8: 0_255).",
-)
-flags.DEFINE_enum("output_kind", "logits", list(segmenter.OUTPUT_KINDS), "What the model's output holds.")
-flags.DEFINE_string("output_key", None, "The output to use when the signature has several.")
-flags.DEFINE_string("input_key", None, "The input to feed when the signature has several.")
-flags.DEFINE_string(
-    "class_map", None, "Network id -> written id: 'cityscapes' (34 label ids -> 19 train ids) or a JSON file."
-)
 flags.DEFINE_string(
     "class_names", None, "Class names: one per line, a JSON list, or a palette JSON file (names and colours)."
 )
@@ -59,9 +50,6 @@ flags.DEFINE_string(
 
 
 def _export_demo_oracle(path):
-    from spade_tf.data import demo
-    from spade_tf.evaluation import oracle
-
     root = demo.generate_demo_dataset()
     saved = segmenter.export_oracle_saved_model(
         oracle.load_or_train_oracle(root), path, overwrite=FLAGS.overwrite
@@ -81,22 +69,12 @@ def main(argv):
     missing = [f"--{n}" for n in ("segmenter", "photos", "output") if not getattr(FLAGS, n)]
     if missing:
         raise app.UsageError(f"{', '.join(missing)} required (or --export_demo_oracle=PATH).")
-    class_map = segmenter.load_class_map(FLAGS.class_map) if FLAGS.class_map else None
     names = colors = None
     if FLAGS.class_names:
         names, colors = label_photos.read_class_names(FLAGS.class_names)
     elif FLAGS.class_map == "cityscapes":
         names, colors = segmenter.CITYSCAPES_TRAIN_CLASS_NAMES, segmenter.CITYSCAPES_TRAIN_COLORS
-    seg = segmenter.Segmenter(
-        FLAGS.segmenter,
-        signature=FLAGS.signature,
-        input_range=FLAGS.input_range,
-        output=FLAGS.output_kind,
-        output_key=FLAGS.output_key,
-        input_key=FLAGS.input_key,
-        batch_size=FLAGS.batch_size,
-        class_map=class_map,
-    )
+    seg = SEGMENTER_FLAGS.segmenter(batch_size=FLAGS.batch_size)
     label_photos.label_photos(
         seg,
         FLAGS.photos,

@@ -18,9 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from spade_tf.config import check_command_line, validate  # noqa: E402
 from spade_tf.data.check import DatasetError  # noqa: E402
 from spade_tf.training import train_lib  # noqa: E402
-from spade_tf.training.config import check_command_line, validate  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.py")
 FLAGS = flags.FLAGS

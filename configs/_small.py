@@ -7,9 +7,9 @@ def shrink(c):
     if c.data.preprocess_mode == "fixed":
         c.data.load_size = 64
     c.model.base_filters = 16
-    c.model.spade_hidden_filters = 32
-    c.model.disc_filters = 16
-    c.model.encoder_image_size = 64
+    c.model.spade.hidden_filters = 32
+    c.discriminator.base_filters = 16
+    c.encoder.image_size = 64
     c.train.batch_size = 4
     c.train.max_steps = 200
     c.train.log_every = 10

@@ -11,7 +11,7 @@ parameters, D 5.8 M; the paper trains on 8 V100s with a global batch of 32
 """
 
 from configs._small import shrink
-from spade_tf.training.config import base_config
+from spade_tf.config import base_config
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ batch size 16 (the official default since 2019); paper FID 71.8, mIoU 62.3.
 """
 
 from configs._small import shrink
-from spade_tf.training.config import base_config
+from spade_tf.config import base_config
 
 
 def get_config(arg=None):

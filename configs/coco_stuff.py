@@ -9,7 +9,7 @@ D 5.9 M parameters; paper FID 22.6, mIoU 37.4, pixel accuracy 67.9.
 """
 
 from configs._small import shrink
-from spade_tf.training.config import base_config
+from spade_tf.config import base_config
 
 
 def get_config(arg=None):

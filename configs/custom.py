@@ -15,7 +15,7 @@ Official custom defaults: label_nc 13, resize_and_crop 286 -> 256.
 """
 
 from configs._small import shrink
-from spade_tf.training.config import base_config
+from spade_tf.config import base_config
 
 
 def get_config(arg=None):

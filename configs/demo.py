@@ -13,7 +13,7 @@ oracle mIoU 0.855 on synthesized vs 0.903 on real images (ratio 0.95; 0.93
 already at step 750); ~10 minutes end to end including the dataset and oracle.
 """
 
-from spade_tf.training.config import base_config
+from spade_tf.config import base_config
 
 
 def get_config(arg=None):
@@ -29,9 +29,9 @@ def get_config(arg=None):
     # A narrow SPADE: the official widths (ngf 64, 128 hidden) are ~100x the
     # compute a CPU can give in ten minutes.
     c.model.base_filters = 16
-    c.model.spade_hidden_filters = 32
-    c.model.disc_filters = 32
-    c.model.encoder_image_size = 64
+    c.model.spade.hidden_filters = 32
+    c.discriminator.base_filters = 32
+    c.encoder.image_size = 64
 
     c.train.batch_size = 8
     c.train.num_epochs = 60
@@ -53,9 +53,9 @@ def get_config(arg=None):
         c.data.crop_size = 32
         c.data.load_size = 32
         c.model.base_filters = 8
-        c.model.spade_hidden_filters = 16
-        c.model.disc_filters = 16
-        c.model.encoder_image_size = 32
+        c.model.spade.hidden_filters = 16
+        c.discriminator.base_filters = 16
+        c.encoder.image_size = 32
         c.train.batch_size = 4
         c.train.max_steps = 20
         c.train.max_seconds = 0

@@ -1,7 +1,7 @@
 """Sends a label map to a served SPADE model over TF Serving's REST API and saves the synthesized image.
 
 Standard library only (urllib). Works against TF Serving (`docker run ... tensorflow/serving`, port 8501)
-and against this project's own server (`python -m spade_tf.serving.server --model exports/spade`).
+and against this project's own server (`python serve.py --model exports/spade`).
 
     python examples/rest_client.py --labels label.png --output image.png
     python examples/rest_client.py --server http://gpu-box:8501 --model_name spade \

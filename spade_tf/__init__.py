@@ -24,7 +24,7 @@ MOVED_MODULES = {
     "spade_tf.losses": "spade_tf.models.losses",
     "spade_tf.bundle": "spade_tf.models.bundle",
     "spade_tf.preprocessing": "spade_tf.data.semantics",
-    "spade_tf.config": "spade_tf.training.config",
+    "spade_tf.config": "spade_tf.config",
     "spade_tf.trainer": "spade_tf.training.trainer",
     "spade_tf.train_lib": "spade_tf.training.train_lib",
     "spade_tf.gallery": "spade_tf.serving.gallery",

@@ -3,16 +3,18 @@ a whole run on a tiny config, and errors for bad flags."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf.tools import benchmark
-from spade_tf.training import trainer
-from spade_tf.training.trainer import GANTrainer, build_models
+from spade_tf.config import build_models
+from spade_tf.tools.benchmark import configs, graph_flops, run, saved_model_runner, tflite_runner
+from spade_tf.tools.benchmark import flops as flop_count
+from spade_tf.tools.benchmark.inputs import artifact_size, label_inputs
+from spade_tf.tools.benchmark.report import format_report, write_report
+from spade_tf.training.trainer import trainer_from_config
+from tests.test_case import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "demo.py") + ":small"  # 32 px, ngf 8, 10 semantic channels
@@ -27,7 +29,7 @@ def _conv_count(counts):
 def _plain_generator(config):
     # The fast path replaces SPADE's first conv by a lookup; the graph count is compared with the model
     # count on the plain-conv computation.
-    config.model.fast_spade = False
+    config.model.spade.fast = False
 
 
 # ---------------------------------------------------------------------------- FLOP counts
@@ -40,11 +42,11 @@ def test_graph_counter_on_one_conv_matches_hand_count():
     def conv(x):
         return tf.nn.bias_add(tf.nn.conv2d(x, kernel, 2, "VALID"), bias)
 
-    counts = benchmark.count_graph_flops(conv.get_concrete_function(tf.TensorSpec([2, 9, 9, 4])))
+    counts = graph_flops.count_graph_flops(conv.get_concrete_function(tf.TensorSpec([2, 9, 9, 4])))
     # Output 2 x 4 x 4 x 6 (stride 2, valid), each output 3 * 3 * 4 multiply-adds.
     assert counts["other"]["conv"] == 2 * (2 * 4 * 4 * 6) * (3 * 3 * 4)
     assert counts["other"]["bias"] == 2 * 4 * 4 * 6
-    layer = benchmark.Layer("generator", "c", (3, 3, 4, 6), (4, 4), True, True)
+    layer = flop_count.Layer("generator", "c", (3, 3, 4, 6), (4, 4), True, True)
     assert (2 * layer.macs + layer.bias_adds) * 2 == counts["other"]["conv"] + counts["other"]["bias"]
 
     weights = tf.Variable(tf.ones([3, 3, 4, 6]))
@@ -55,7 +57,9 @@ def test_graph_counter_on_one_conv_matches_hand_count():
             loss = tf.reduce_sum(tf.square(tf.nn.conv2d(x, weights, 1, "SAME")))
         return tape.gradient(loss, weights)
 
-    counts = benchmark.count_graph_flops(kernel_grad_only.get_concrete_function(tf.TensorSpec([1, 5, 5, 4])))
+    counts = graph_flops.count_graph_flops(
+        kernel_grad_only.get_concrete_function(tf.TensorSpec([1, 5, 5, 4]))
+    )
     # The input gradient is created by the conv's gradient function but unused: pruned, not counted.
     assert counts["other"]["conv_grad_filter"] == counts["other"]["conv"] == 2 * (5 * 5 * 6) * (3 * 3 * 4)
     assert counts["other"]["conv_grad_input"] == 0
@@ -83,31 +87,31 @@ def _hand_generator_flops(sem, nf, hidden, grid, batch):
 
 
 def test_tiny_generator_count_matches_hand_sum_and_graph():
-    config, _ = benchmark.resolve_config(TINY)
-    config.model.base_filters, config.model.spade_hidden_filters = 4, 8
-    summary = benchmark.model_summary(config)
-    flops = benchmark.model_flops(summary, batch=2)["generator_forward"]
+    config, _ = configs.resolve_config(TINY)
+    config.model.base_filters, config.model.spade.hidden_filters = 4, 8
+    summary = configs.model_summary(config)
+    flops = flop_count.model_flops(summary, batch=2)["generator_forward"]
     ours, official = _hand_generator_flops(sem=10, nf=4, hidden=8, grid=1, batch=2)
     # Integer counts divided by 1e9: equal up to float rounding.
     assert flops["gflop"] * 1e9 == pytest.approx(ours, rel=1e-12)
     assert flops["official_convention_gflop"] * 1e9 == pytest.approx(official, rel=1e-12)
 
     _plain_generator(config)
-    generator, _, _ = trainer.build_models(config)
-    benchmark.check_layers(benchmark.generator_layers(summary), generator)
+    generator, _, _ = build_models(config)
+    flop_count.check_layers(flop_count.generator_layers(summary), generator)
     forward = tf.function(lambda s: generator(s, training=False))
-    counts = benchmark.count_graph_flops(forward.get_concrete_function(tf.TensorSpec([2, 32, 32, 10])))
+    counts = graph_flops.count_graph_flops(forward.get_concrete_function(tf.TensorSpec([2, 32, 32, 10])))
     assert _conv_count(counts) == ours
 
 
 def test_tiny_training_step_count_matches_the_traced_steps():
     # Checks the rules of the training-step count (which gradients TF computes) on the real steps.
-    config, (h, w) = benchmark.resolve_config(TINY)
-    config.model.disc_scales = 1
+    config, (h, w) = configs.resolve_config(TINY)
+    config.discriminator.num_scales = 1
     config.train.batch_size = 2
     _plain_generator(config)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    gan = GANTrainer(config, strategy, steps_per_epoch=1)
+    gan = trainer_from_config(config, strategy, steps_per_epoch=1)
     element = {
         "label": tf.zeros([2, h, w], tf.int32),
         "instance": tf.zeros([2, h, w], tf.int32),
@@ -115,15 +119,15 @@ def test_tiny_training_step_count_matches_the_traced_steps():
         "index": tf.range(2, dtype=tf.int64),
     }
     dist = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(element))))
-    flops = benchmark.model_flops(benchmark.model_summary(config), train_batch=2)
+    flops = flop_count.model_flops(configs.model_summary(config), train_batch=2)
     for name in ("G", "D"):
-        counts = benchmark.count_graph_flops(gan._distributed(name).get_concrete_function(dist))
+        counts = graph_flops.count_graph_flops(gan._distributed(name).get_concrete_function(dist))
         assert _conv_count(counts) == pytest.approx(flops[f"train_{name}_step"]["gflop"] * 1e9, rel=1e-12), (
             name
         )
     step = flops["train_step"]
     # The official step adds D's weight gradients (G step) and first-layer input gradients (D step).
-    d_layers = benchmark.discriminator_layers(benchmark.model_summary(config))
+    d_layers = flop_count.discriminator_layers(configs.model_summary(config))
     extra = 2 * 4 * (sum(layer.macs for layer in d_layers) + d_layers[0].macs)  # batch 2 x (fake, real)
     assert step["official_convention_gflop"] * 1e9 == pytest.approx(
         step["mac_gflop"] * 1e9 + extra, rel=1e-12
@@ -131,52 +135,52 @@ def test_tiny_training_step_count_matches_the_traced_steps():
 
 
 def test_full_size_counts_match_the_official_numbers():
-    ade, _ = benchmark.resolve_config(dataset="ade20k")
-    summary = benchmark.model_summary(ade)
-    flops = benchmark.model_flops(summary)
+    ade, _ = configs.resolve_config(dataset="ade20k")
+    summary = configs.model_summary(ade)
+    flops = flop_count.model_flops(summary)
     # The published numbers have one decimal: agree to their rounding (0.05 GFLOP).
     assert abs(flops["generator_forward"]["official_convention_gflop"] - 362.3) < 0.05
     assert abs(flops["train_step"]["official_convention_gflop"] - 1545.6) < 0.05
     # Ours adds the bias adds (0.13 GFLOP): within 0.1 %.
     assert flops["generator_forward"]["gflop"] == pytest.approx(362.3, rel=1e-3)
     assert flops["generator_forward"]["gflop"] > flops["generator_forward"]["official_convention_gflop"]
-    city = benchmark.model_flops(benchmark.model_summary(benchmark.resolve_config(dataset="cityscapes")[0]))
+    city = flop_count.model_flops(configs.model_summary(configs.resolve_config(dataset="cityscapes")[0]))
     assert abs(city["generator_forward"]["official_convention_gflop"] - 562.6) < 0.05
     # The count describes the real full-size network (ADE20K: G 96.5 M parameters, D 5.8 M).
     generator, discriminator, _ = build_models(ade)
-    benchmark.check_layers(benchmark.generator_layers(summary), generator)
-    benchmark.check_layers(benchmark.discriminator_layers(summary), discriminator)
+    flop_count.check_layers(flop_count.generator_layers(summary), generator)
+    flop_count.check_layers(flop_count.discriminator_layers(summary), discriminator)
 
 
 def test_check_layers_on_a_vae_and_on_a_model_the_count_does_not_describe():
-    config, _ = benchmark.resolve_config(TINY)
+    config, _ = configs.resolve_config(TINY)
     config.model.use_vae, config.model.latent_dim = True, 16
     generator, _, encoder = build_models(config)
-    summary = benchmark.model_summary(config)
-    benchmark.check_layers(benchmark.generator_layers(summary), generator)  # fc is z -> grid, linear
-    benchmark.check_layers(benchmark.encoder_layers(summary), encoder)
-    assert [layer.name for layer in benchmark.encoder_layers(summary)][-2:] == ["fc_mu", "fc_var"]
+    summary = configs.model_summary(config)
+    flop_count.check_layers(flop_count.generator_layers(summary), generator)  # fc is z -> grid, linear
+    flop_count.check_layers(flop_count.encoder_layers(summary), encoder)
+    assert [layer.name for layer in flop_count.encoder_layers(summary)][-2:] == ["fc_mu", "fc_var"]
 
     config.model.use_vae = False
     generator, _, _ = build_models(config)
-    config.model.spade_hidden_filters = 32  # the count now describes another network
+    config.model.spade.hidden_filters = 32  # the count now describes another network
     with pytest.raises(
         ValueError, match=r"generator: the FLOP count's layer list does not match the model \("
     ):
-        benchmark.check_layers(benchmark.generator_layers(benchmark.model_summary(config)), generator)
+        flop_count.check_layers(flop_count.generator_layers(configs.model_summary(config)), generator)
 
 
 def test_reference_cases():
     def case(**kw):
-        return benchmark.reference_case(benchmark.model_summary(benchmark.resolve_config(**kw)[0]))
+        return flop_count.reference_case(configs.model_summary(configs.resolve_config(**kw)[0]))
 
     assert case(dataset="ade20k") == ("ade20k", True, True)
     assert case(config=os.path.join(ROOT, "configs", "ade20k.py")) == ("ade20k", True, True)
     assert case(dataset="cityscapes") == ("cityscapes", True, False)  # no published training step
     assert case(dataset="ade20k", resolution="128x128") == (None, False, False)
     assert case(dataset="coco") == (None, False, False)
-    summary = benchmark.model_summary(benchmark.resolve_config(dataset="ade20k")[0])
-    assert benchmark.reference_gflop(summary, "generator_forward", 4) == pytest.approx(4 * 362.3)
+    summary = configs.model_summary(configs.resolve_config(dataset="ade20k")[0])
+    assert flop_count.reference_gflop(summary, "generator_forward", 4) == pytest.approx(4 * 362.3)
 
 
 # ---------------------------------------------------------------------------- exported artifacts
@@ -219,30 +223,30 @@ def artifacts(tmp_path_factory):
 
 def test_time_saved_model_and_tflite(artifacts):
     saved, tflite = artifacts
-    specs = benchmark.saved_model_inputs(saved)
+    specs = saved_model_runner.saved_model_inputs(saved)
     assert specs == {"labels": ([-1, -1, -1], np.int32), "instances": ([-1, -1, -1], np.int32)}
-    assert benchmark.artifact_size(specs, (32, 32)) == (32, 32)
-    inputs = benchmark.label_inputs(specs, batch=2, height=32, width=32, num_label_ids=9)
+    assert artifact_size(specs, (32, 32)) == (32, 32)
+    inputs = label_inputs(specs, batch=2, height=32, width=32, num_label_ids=9)
     assert inputs["labels"].max() == 8 and inputs["labels"].shape == (2, 32, 32)
     assert inputs["instances"].dtype == np.int32
-    result = benchmark.time_saved_model(saved, "serving_default", inputs, warmup=1, runs=2)
+    result = saved_model_runner.time_saved_model(saved, "serving_default", inputs, warmup=1, runs=2)
     assert result["outputs"] == {"images": {"shape": [2, 32, 32, 3], "dtype": "uint8"}}
     assert result["batch"] == 2 and len(result["times_s"]) == 2
     assert 0 < result["min_s"] <= result["median_s"] <= result["max_s"]
 
-    shapes = benchmark.tflite_inputs(tflite)
+    shapes = tflite_runner.tflite_inputs(tflite)
     assert shapes["labels"][0] == [-1, 32, 32]  # dynamic batch, fixed size
-    assert benchmark.artifact_size(shapes, (64, 64)) == (32, 32)
-    result = benchmark.time_tflite(tflite, inputs, warmup=1, runs=2)
+    assert artifact_size(shapes, (64, 64)) == (32, 32)
+    result = tflite_runner.time_tflite(tflite, inputs, warmup=1, runs=2)
     assert result["outputs"] == {"images": {"shape": [2, 32, 32, 3], "dtype": "uint8"}}
     assert result["num_threads"] == os.cpu_count() and result["median_s"] > 0
 
     with pytest.raises(ValueError, match=r"takes inputs \['instances', 'labels'\]; got \['labels'\]"):
-        benchmark.time_saved_model(saved, "serving_default", {"labels": inputs["labels"]})
+        saved_model_runner.time_saved_model(saved, "serving_default", {"labels": inputs["labels"]})
     with pytest.raises(ValueError, match=r"no signature 'predict'; it has: serving_default"):
-        benchmark.time_saved_model(saved, "predict", inputs)
+        saved_model_runner.time_saved_model(saved, "predict", inputs)
     with pytest.raises(ValueError, match=r"the interpreter failed on inputs .*fixed height and width"):
-        benchmark.time_tflite(tflite, benchmark.label_inputs(specs, 1, 16, 16, 9))
+        tflite_runner.time_tflite(tflite, label_inputs(specs, 1, 16, 16, 9))
 
 
 # ---------------------------------------------------------------------------- the whole run
@@ -250,15 +254,13 @@ def test_time_saved_model_and_tflite(artifacts):
 
 def test_run_on_a_tiny_config_reports_every_phase(artifacts, tmp_path):
     saved, tflite = artifacts
-    config, resolution = benchmark.resolve_config(TINY)
-    config.model.disc_scales = 1  # a smaller training graph to trace: a faster test
-    settings = benchmark.Settings(
-        batch=2, warmup=1, runs=1, matmul_size=64, saved_model=saved, tflite=(tflite,)
-    )
+    config, resolution = configs.resolve_config(TINY)
+    config.discriminator.num_scales = 1  # a smaller training graph to trace: a faster test
+    settings = run.Settings(batch=2, warmup=1, runs=1, matmul_size=64, saved_model=saved, tflite=(tflite,))
     lines = []
-    report = benchmark.run_benchmark(config, resolution, settings, source="tiny", out=lines.append)
+    report = run.run_benchmark(config, resolution, settings, source="tiny", out=lines.append)
     path = str(tmp_path / "result.json")
-    benchmark.write_report(report, path)
+    write_report(report, path)
     with open(path) as f:
         report = json.load(f)
 
@@ -277,7 +279,7 @@ def test_run_on_a_tiny_config_reports_every_phase(artifacts, tmp_path):
     expected += [(p, b) for p in ("saved_model", "tflite") for b in (1, 2)]
     assert sorted(rows, key=str) == sorted(expected, key=str)
     for key, m in rows.items():
-        assert set(benchmark.MEASUREMENT_KEYS) <= set(m), key
+        assert set(run.MEASUREMENT_KEYS) <= set(m), key
         for field in ("median_s", "min_s", "max_s", "first_call_s", "gflop", "gflops_per_s", "rss_peak_mb"):
             assert m[field] > 0, (key, field)
         assert m["rss_peak_mb"] >= m["rss_import_mb"] > 0
@@ -289,7 +291,7 @@ def test_run_on_a_tiny_config_reports_every_phase(artifacts, tmp_path):
     )
     assert rows[("tflite", 2)]["outputs"]["images"]["shape"] == [2, 32, 32, 3]
     assert {n["variant"] for n in report["not_run"]} == {"bfloat16", "xla"}
-    table = benchmark.format_report(report)
+    table = format_report(report)
     assert "train_step" in table and "tiny_fp32.tflite" in table and "not run: xla" in table
 
 
@@ -298,23 +300,23 @@ def test_run_on_a_tiny_config_reports_every_phase(artifacts, tmp_path):
 
 def test_bad_settings_and_configs_give_clear_errors():
     with pytest.raises(ValueError, match=r"exactly one of config .* or dataset"):
-        benchmark.resolve_config(TINY, "ade20k")
+        configs.resolve_config(TINY, "ade20k")
     with pytest.raises(
         ValueError, match=r"dataset='ade' is not a preset; choose one of: ade20k, cityscapes, coco"
     ):
-        benchmark.resolve_config(dataset="ade")
+        configs.resolve_config(dataset="ade")
     with pytest.raises(ValueError, match=r"resolution='256by256': expected HEIGHTxWIDTH"):
-        benchmark.resolve_config(dataset="ade20k", resolution="256by256")
+        configs.resolve_config(dataset="ade20k", resolution="256by256")
     with pytest.raises(
         ValueError, match=r"resolution 250x256: both sides must be multiples of 32 .* 224x256"
     ):
-        benchmark.resolve_config(dataset="ade20k", resolution="250x256")
+        configs.resolve_config(dataset="ade20k", resolution="250x256")
     with pytest.raises(ValueError, match=r"variant 'fp16' is not known; choose from: float32, bfloat16, xla"):
-        benchmark.Settings(variants=("fp16",)).check()
+        run.Settings(variants=("fp16",)).check()
     with pytest.raises(ValueError, match=r"runs=0: must be at least 1"):
-        benchmark.Settings(runs=0).check()
+        run.Settings(runs=0).check()
     with pytest.raises(ValueError, match=r"tflite file 'missing.tflite' does not exist"):
-        benchmark.Settings(tflite=("missing.tflite",)).check()
+        run.Settings(tflite=("missing.tflite",)).check()
 
 
 @pytest.mark.parametrize(
@@ -325,12 +327,6 @@ def test_bad_settings_and_configs_give_clear_errors():
     ],
 )
 def test_command_line_errors(flags, message):
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmark.py"), *flags],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
+    proc = run_script("benchmark.py", *flags)
     assert proc.returncode != 0
     assert f"benchmark.py: error: {message}" in proc.stderr

@@ -1,5 +1,5 @@
 """export.py end to end, then the example clients: gRPC against an in-test PredictionService that runs the
-SavedModel (the TF Serving proto contract), REST against the project's own server (spade_tf.serving.server)."""
+SavedModel (the TF Serving proto contract), REST against the project's own server (serve.py)."""
 
 import importlib.util
 import io
@@ -153,12 +153,12 @@ def test_grpc_seed_style_and_errors(exported, grpc_server):
 
 @pytest.fixture(scope="module")
 def rest_server(exported):
-    """`python -m spade_tf.serving.server` on a free port, ready."""
+    """`python serve.py` on a free port, ready."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "spade_tf.serving.server", f"--model={exported[1]}", f"--port={port}"],
+        [sys.executable, os.path.join(REPO, "serve.py"), f"--model={exported[1]}", f"--port={port}"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -174,7 +174,7 @@ def rest_server(exported):
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
                 raise RuntimeError(
-                    f"spade_tf.serving.server did not start: {process.stderr.read().decode()[-3000:]}"
+                    f"serve.py did not start: {process.stderr.read().decode()[-3000:]}"
                 ) from None
             time.sleep(0.5)
     yield url

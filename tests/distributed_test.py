@@ -18,8 +18,7 @@ def _generator(norm):
         semantic_channels=5,
         base_filters=4,
         crop_size=32,
-        spade_hidden_filters=8,
-        param_free_norm=norm,
+        spade=dict(hidden_filters=8, param_free_norm=norm),
     )
 
 

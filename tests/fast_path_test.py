@@ -57,12 +57,13 @@ def _generators(num_classes=4, dontcare=False, instances=True, use_vae=False, si
         semantic_channels=semantic_channels(num_classes, dontcare, instances),
         base_filters=4,
         crop_size=size,
-        spade_hidden_filters=8,
         use_vae=use_vae,
         latent_dim=8,
         dtype=dtype,
     )
-    plain, fast = SPADEGenerator(fast=False, **kw), SPADEGenerator(fast=True, **kw)
+    # The fast generator gathers with XLA (the other implementations: test_export_gather_implementations...).
+    plain = SPADEGenerator(spade=dict(hidden_filters=8, fast=False), **kw)
+    fast = SPADEGenerator(spade=dict(hidden_filters=8, fast=True, gather_impl="xla"), **kw)
     plain.build()
     fast.build()
     weights = []
@@ -146,7 +147,7 @@ def test_fast_generator_gradients_equal_plain(use_vae, dontcare, instances):
 def test_export_gather_implementations_equal_plain(impl):
     # The SavedModel (segment_sum) and TFLite/ONNX (gather_sum) graphs: the same sums without XLA.
     plain, fast = _generators(dontcare=True, use_vae=True, size=32, dtype="float64")
-    other = SPADEGenerator.from_config({**fast.get_config(), "gather_impl": impl})
+    other = SPADEGenerator.from_config({**fast.get_config(), "spade": {**fast.spade, "gather_impl": impl}})
     other.build()
     other.set_weights(fast.get_weights())
     assert all(n.gather_impl == impl for b in other.blocks() for n in b._norms())
@@ -278,7 +279,9 @@ def test_spade_layer_and_block_equal_plain(kernel_size, norm):
             TOL,
         )
     plain, fast = _layer_pair(
-        lambda f: SPADEResBlock(6, 4, 6, norm, spade_kernel_size=kernel_size, spade_hidden_filters=8, fast=f),
+        lambda f: SPADEResBlock(
+            6, 4, 6, spade=dict(param_free_norm=norm, kernel_size=kernel_size, hidden_filters=8, fast=f)
+        ),
         scale=1.0,
     )
     expected = plain(x, semantics, training=True).numpy()
@@ -287,25 +290,48 @@ def test_spade_layer_and_block_equal_plain(kernel_size, norm):
     )
 
 
+def _spades(model):
+    return [n for b in model.blocks() for n in b._norms()]
+
+
 def test_config_round_trip_and_old_configs():
-    g = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, spade_hidden_filters=8, fast=False)
-    assert assert_config_round_trip(g).fast is False
+    g = SPADEGenerator(
+        semantic_channels=5, base_filters=4, crop_size=32, spade=dict(hidden_filters=8, fast=False)
+    )
+    assert all(n.fast is False and n.hidden_filters == 8 for n in _spades(assert_config_round_trip(g)))
     config = g.get_config()
-    del config["fast"]  # a model saved before the switch existed
-    assert SPADEGenerator.from_config(config).fast is True
+    del config["spade"]["fast"]  # a model saved before the switch existed
+    assert all(n.fast is True for n in _spades(SPADEGenerator.from_config(config)))
     layer = SPADE(4, 3, fast=False)
     assert assert_config_round_trip(layer).fast is False
     config = layer.get_config()
     del config["fast"]
     assert SPADE.from_config(config).fast is True
-    block = SPADEResBlock(4, 8, 3, fast=False)
-    assert assert_config_round_trip(block).fast is False
+    block = SPADEResBlock(4, 8, 3, spade=dict(fast=False))
+    assert all(not n.fast for n in assert_config_round_trip(block)._norms())
     assert all(not n.fast for n in block._norms())
-    g = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, gather_impl="gather_sum")
-    assert assert_config_round_trip(g).gather_impl == "gather_sum"
-    config = g.get_config()
-    del config["gather_impl"]  # saved before the option existed
-    assert SPADEGenerator.from_config(config).gather_impl == "xla"
+    g = SPADEGenerator(
+        semantic_channels=5, base_filters=4, crop_size=32, spade=dict(gather_impl="gather_sum")
+    )
+    assert all(n.gather_impl == "gather_sum" for n in _spades(assert_config_round_trip(g)))
+    # Generators and blocks saved before `spade={...}` took SPADE's options one by one; without a
+    # gather_impl (saved before that option existed) they gathered with XLA.
+    old = {k: v for k, v in g.get_config().items() if k != "spade"}
+    old.update(param_free_norm="instance", spade_kernel_size=5, spade_hidden_filters=6, fast=False)
+    for n in _spades(SPADEGenerator.from_config(old)):
+        assert (n.param_free_norm_kind, n.kernel_size, n.hidden_filters, n.fast, n.gather_impl) == (
+            "instance",
+            5,
+            6,
+            False,
+            "xla",
+        )
+    old_block = {k: v for k, v in block.get_config().items() if k != "spade"}
+    old_block.update(spade_hidden_filters=6, gather_impl="gather_sum")
+    assert all(
+        (n.hidden_filters, n.gather_impl) == (6, "gather_sum")
+        for n in SPADEResBlock.from_config(old_block)._norms()
+    )
 
 
 def test_jit_compile_equals_plain():
@@ -314,7 +340,7 @@ def test_jit_compile_equals_plain():
     x = tf.random.stateless_normal([2, 16, 16, 6], [5, 6], dtype="float64")
     semantics, _ = _inputs(num_classes=5, size=32, dtype="float64")
     plain, fast = _layer_pair(
-        lambda f: SPADEResBlock(6, 4, 6, spade_hidden_filters=8, fast=f, dtype="float64")
+        lambda f: SPADEResBlock(6, 4, 6, spade=dict(hidden_filters=8, fast=f), dtype="float64")
     )
     names = [v.path for v in plain.trainable_weights]
 
@@ -354,7 +380,7 @@ def test_mixed_bfloat16_close_to_plain(pair):
     weights = pair[0].get_weights()
     config = pair[0].get_config()
     ref, plain, fast = (
-        SPADEGenerator(**{**config, "fast": f, "dtype": d})
+        SPADEGenerator(**{**config, "spade": {**config["spade"], "fast": f}, "dtype": d})
         for f, d in ((False, "float32"), (False, "mixed_bfloat16"), (True, "mixed_bfloat16"))
     )
     for g in (ref, plain, fast):
@@ -381,7 +407,9 @@ def test_one_training_step_on_two_replicas_equals_plain():
     strategy = two_cpu_strategy()
 
     def block(fast):
-        return SPADEResBlock(6, 4, 6, "sync_batch", spade_hidden_filters=8, fast=fast, dtype="float64")
+        return SPADEResBlock(
+            6, 4, 6, spade=dict(param_free_norm="sync_batch", hidden_filters=8, fast=fast), dtype="float64"
+        )
 
     plain = block(False)
     plain.build()

@@ -264,7 +264,7 @@ def test_read_class_names(tmp_path):
 def test_demo_oracle_labels_train_a_spade(tmp_path):
     """The issue's done-when: the demo oracle, exported as a SavedModel, labels demo images; the dataset
     passes the check and trains with the custom config's small variant."""
-    from spade_tf.training.config import load_config_file
+    from spade_tf.config import load_config_file
 
     data = demo.generate_demo_dataset(root=str(tmp_path / "demo"), num_train=16, num_val=2, size=32)
     images, truth = oracle.load_split(data, "train")
@@ -350,9 +350,9 @@ def test_demo_oracle_labels_train_a_spade(tmp_path):
     config.data.load_size = 36
     config.data.crop_size = 32
     config.model.base_filters = 8
-    config.model.spade_hidden_filters = 16
-    config.model.disc_filters = 16
-    config.model.encoder_image_size = 32
+    config.model.spade.hidden_filters = 16
+    config.discriminator.base_filters = 16
+    config.encoder.image_size = 32
     config.train.batch_size = 2
     config.train.max_steps = 2
     config.train.log_every = 1

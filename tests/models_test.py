@@ -50,7 +50,7 @@ def test_parameter_counts_equal_official(options, g_count, d_count):
 
 
 def _tiny_generator(**kwargs):
-    args = dict(semantic_channels=5, base_filters=4, crop_size=32, spade_hidden_filters=8)
+    args = dict(semantic_channels=5, base_filters=4, crop_size=32, spade=dict(hidden_filters=8))
     args.update(kwargs)
     return SPADEGenerator(**args)
 

@@ -19,7 +19,7 @@ from PIL import Image
 from spade_tf.serving import server as serve
 from spade_tf.serving.export_lib import export_saved_model
 from spade_tf.serving.inference import load_synthesizer
-from tests.test_case import tiny_bundle
+from tests.test_case import run_script, tiny_bundle
 
 CLASS_NAMES = ("sky", "grass", "tree", "water")
 SIZE = 32
@@ -566,19 +566,19 @@ def test_page_and_static_files(plain, monkeypatch):
 
 
 def test_static_files_never_come_from_outside_the_folder(plain, tmp_path):
-    serve_py = os.path.join(os.path.dirname(serve.STATIC_DIR), "serve.py")
+    server_py = os.path.join(os.path.dirname(serve.STATIC_DIR), "server.py")
     attempts = [
-        "/static/../serve.py",
-        "/static/%2e%2e/serve.py",
-        "/static/%2E%2E%2Fserve.py",
-        "/static/..%2fserve.py",
-        "/static/..%5cserve.py",
-        "/static/..\\serve.py",
-        "/static/static/../../serve.py",
-        "/static/%252e%252e/serve.py",
-        "/static/" + serve_py,
-        "/static//" + serve_py.lstrip("/"),
-        "/static/" + serve_py.replace("/", "%2f"),
+        "/static/../server.py",
+        "/static/%2e%2e/server.py",
+        "/static/%2E%2E%2Fserver.py",
+        "/static/..%2fserver.py",
+        "/static/..%5cserver.py",
+        "/static/..\\server.py",
+        "/static/static/../../server.py",
+        "/static/%252e%252e/server.py",
+        "/static/" + server_py,
+        "/static//" + server_py.lstrip("/"),
+        "/static/" + server_py.replace("/", "%2f"),
         "/static/%00painter.js",
         "/static/",
         "/static/missing.js",
@@ -591,7 +591,7 @@ def test_static_files_never_come_from_outside_the_folder(plain, tmp_path):
     static = tmp_path / "static"
     static.mkdir()
     (static / "ok.js").write_text("ok")
-    (static / "escape.js").symlink_to(serve_py)
+    (static / "escape.js").symlink_to(server_py)
     server = serve.SpadeHTTPServer(("127.0.0.1", 0), plain.servable, static_dir=str(static))
     with running(server):
         assert request(server, "/static/ok.js")[:3:2] == (200, b"ok")
@@ -617,12 +617,12 @@ def test_find_version_picks_the_highest_number(tmp_path):
         serve.find_version(str(tmp_path / "nowhere"))
 
 
-def test_command_line_errors_name_the_problem(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        serve.main(["--model", str(tmp_path)])
-    assert "holds no SavedModel version folder" in str(exit_info.value)
-    with pytest.raises(SystemExit):
-        serve.main([])
-    assert "--model" in capsys.readouterr().err
+def test_command_line_errors_name_the_problem(tmp_path):
+    proc = run_script("serve.py", "--model", str(tmp_path))
+    assert proc.returncode != 0
+    assert "holds no SavedModel version folder" in proc.stderr
+    proc = run_script("serve.py")
+    assert proc.returncode != 0
+    assert "--model" in proc.stderr
     with pytest.raises(ValueError, match="max_concurrent >= 1"):
         serve._Limiter(0, 1, 1.0)

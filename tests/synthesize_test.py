@@ -346,10 +346,10 @@ def trained_vae(tmp_path_factory):
     import tensorflow as tf
 
     from configs.demo import get_config
+    from spade_tf.config import build_models
+    from spade_tf.data import setup as data_setup
     from spade_tf.data.semantics import make_semantics
     from spade_tf.models.bundle import save_bundle
-    from spade_tf.training import train_lib
-    from spade_tf.training.trainer import build_models
 
     root = tmp_path_factory.mktemp("data")
     data = _flat_tinted_demo(root)
@@ -359,8 +359,8 @@ def trained_vae(tmp_path_factory):
     config.data.palette = str(data / "palette.json")
     config.model.use_vae = True
     config.model.latent_dim = 16
-    setup = train_lib.prepare_data(config, run_check=False, out=str)
-    batches = train_lib.make_dataset(config, setup, setup.train.examples, training=True, batch_size=8)
+    setup = data_setup.prepare_data(config, run_check=False, out=str)
+    batches = data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=8)
     keras.utils.set_random_seed(0)
     generator, discriminator, encoder = build_models(config)
     variables = generator.trainable_variables + encoder.trainable_variables

@@ -2,11 +2,14 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official-small")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fixture(name):
@@ -74,7 +77,7 @@ def two_cpu_strategy():
 
 def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=False, num_classes=4, size=32):
     """The demo config's small variant, reshaped: a random-weight model builds in about a second."""
-    from spade_tf.training.config import load_config_file
+    from spade_tf.config import load_config_file
 
     config = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "demo.py:small"))
     config.data.num_classes = num_classes
@@ -83,7 +86,7 @@ def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=Fal
     config.data.crop_size = config.data.load_size = size
     config.model.use_vae = use_vae
     config.model.latent_dim = 16
-    config.model.encoder_image_size = size
+    config.encoder.image_size = size
     return config
 
 
@@ -135,9 +138,9 @@ def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
     """
     import json as _json
 
+    from spade_tf.config import build_models
     from spade_tf.data.palette import default_colormap
     from spade_tf.models.bundle import save_bundle
-    from spade_tf.training.trainer import build_models
 
     config = tiny_config(**kwargs)
     keras.utils.set_random_seed(seed)
@@ -156,3 +159,19 @@ def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
         os.makedirs(path, exist_ok=True)
         path = os.path.join(path, "model.keras")
     return save_bundle(path, g, d, e, options)
+
+
+def run_script(script, *flags, timeout=600):
+    """Runs a top-level script of the repository (e.g. "serve.py") with `flags` to its exit.
+
+    Returns:
+        The `subprocess.CompletedProcess`, with stdout and stderr as text.
+    """
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *flags],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=timeout,
+    )

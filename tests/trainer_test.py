@@ -19,9 +19,11 @@ import pytest
 import tensorflow as tf
 
 from configs.demo import get_config
+from spade_tf.config import build_models
+from spade_tf.data import setup as data_setup
 from spade_tf.models.bundle import save_bundle
 from spade_tf.training import train_lib
-from spade_tf.training.trainer import GANTrainer, build_models
+from spade_tf.training.trainer import trainer_from_config
 from tests.test_case import two_cpu_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +36,7 @@ def demo_cache(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
     old = os.environ.get("SPADE_TF_CACHE")
     os.environ["SPADE_TF_CACHE"] = cache
-    train_lib.prepare_data(get_config("small"), run_check=False)
+    data_setup.prepare_data(get_config("small"), run_check=False)
     yield cache
     if old is None:
         os.environ.pop("SPADE_TF_CACHE", None)
@@ -81,13 +83,13 @@ def test_two_replicas_equal_one_after_three_steps(demo_cache):
     config.train.precision = "float64"
     config.model.use_vae = True
     config.model.latent_dim = 16
-    setup = train_lib.prepare_data(config, run_check=False)
-    ds = train_lib.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4)
+    setup = data_setup.prepare_data(config, run_check=False)
+    ds = data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4)
     batches = list(ds.take(3))
 
     def run(strategy):
         keras.utils.set_random_seed(0)
-        trainer = GANTrainer(config, strategy, steps_per_epoch=12)
+        trainer = trainer_from_config(config, strategy, steps_per_epoch=12)
         before = _weights(trainer)
         for batch in batches:
             dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
@@ -278,8 +280,8 @@ def test_small_run_writes_tensorboard_samples_gallery_and_bundle(demo_cache, tmp
 
     bundle = load_bundle(str(work / "model.keras"))
     assert bundle.options["class_names"][0] == "sky"
-    setup = train_lib.prepare_data(config, run_check=False)
-    ds = train_lib.make_dataset(
+    setup = data_setup.prepare_data(config, run_check=False)
+    ds = data_setup.make_dataset(
         config, setup, setup.val.examples[:2], training=False, batch_size=2, repeat=False
     )
     batch = next(iter(ds))
@@ -350,8 +352,8 @@ def test_demo_synthesis_respects_labels(tmp_path):
 
 
 def _val_label_maps(config, count):
-    setup = train_lib.prepare_data(config, run_check=False)
-    ds = train_lib.make_dataset(
+    setup = data_setup.prepare_data(config, run_check=False)
+    ds = data_setup.make_dataset(
         config, setup, setup.val.examples[:count], training=False, batch_size=count, repeat=False
     )
     labels = next(iter(ds))["label"].numpy()
@@ -368,12 +370,12 @@ def test_precision_and_xla_switches_train(demo_cache, precision, xla):
     config.train.xla = xla
     config.model.use_vae = True
     config.model.latent_dim = 16
-    setup = train_lib.prepare_data(config, run_check=False)
+    setup = data_setup.prepare_data(config, run_check=False)
     batch = next(
-        iter(train_lib.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4))
+        iter(data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4))
     )
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    trainer = GANTrainer(config, strategy, steps_per_epoch=12)
+    trainer = trainer_from_config(config, strategy, steps_per_epoch=12)
     before = _weights(trainer)
     dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     kernels = [k for k in before if "kernel" in k]
@@ -398,7 +400,7 @@ def test_fine_tune_refuses_another_architecture(demo_cache, tmp_path):
     other.model.base_filters = 4
     g, d, e = build_models(other)
     path = save_bundle(str(tmp_path / "other.keras"), g, d, e)
-    trainer = GANTrainer(config, tf.distribute.MirroredStrategy(["/cpu:0"]), steps_per_epoch=12)
+    trainer = trainer_from_config(config, tf.distribute.MirroredStrategy(["/cpu:0"]), steps_per_epoch=12)
     with pytest.raises(
         ValueError, match=r"other.keras: its generator does not match the config \(first mismatch"
     ):

@@ -1,1 +1,2 @@
-"""Datasets: layouts on disk, checks, preprocessing transforms, tf.data pipelines, the demo dataset."""
+"""Datasets: the label map (`labels`), layouts on disk, checks, preprocessing transforms, tf.data pipelines,
+the demo dataset."""

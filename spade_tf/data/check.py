@@ -6,11 +6,12 @@ carries on silently. `check_dataset` reads every label map (and the image and in
 headers) with a thread pool and returns a DatasetReport whose errors each name the file
 and the fix; `require_valid` turns a failed report into an exception.
 
-Label values (the official `Pix2pixDataset` reading): a mode L, P (palette-indexed: the
-index is the id) or 16/32-bit I PNG holds class ids. 255 is the don't-care value, which
-becomes id `num_classes`; so with `contain_dontcare_label` the valid ids are
-0..num_classes plus 255 (ADE20K uses raw values 0..150 with num_classes=150), without it
-0..num_classes-1. RGB label maps need a palette (see `spade_tf.data.palette`).
+Label values are read by the rule of `spade_tf.data.labels` (the official `Pix2pixDataset`
+reading, as the tf.data pipeline reads them): a grey (8 or 16 bit) or palette-indexed PNG (the
+index is the id) holds class ids, RGB(A) maps need a palette (see `spade_tf.data.palette`). 255
+is the don't-care value, which becomes id `num_classes`; so with `contain_dontcare_label` the
+valid ids are 0..num_classes plus 255 (ADE20K uses raw values 0..150 with num_classes=150),
+without it 0..num_classes-1.
 """
 
 import concurrent.futures
@@ -19,12 +20,11 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from spade_tf.data import labels
+from spade_tf.data.labels import DONTCARE_VALUE
 from spade_tf.data.layouts import LAYOUT_DESCRIPTIONS
-from spade_tf.data.palette import PALETTE_FORMAT, rgb_to_ids
+from spade_tf.data.palette import PALETTE_FORMAT
 
-DONTCARE_VALUE = 255
-ID_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")
-RGB_MODES = ("RGB", "RGBA")
 # Items shown per list in DatasetReport.format(), so a broken 20k-image dataset stays readable.
 MAX_LISTED = 20
 
@@ -135,7 +135,7 @@ class _Result:
 
 def _present_ids(arr):
     arr = np.asarray(arr)
-    if arr.dtype in (np.uint8, np.uint16):
+    if arr.size and 0 <= arr.min() and arr.max() < 1 << 16:
         # Counting is several times faster than sorting for 8/16-bit maps (e.g. 2048x1024 Cityscapes).
         return np.flatnonzero(np.bincount(arr.ravel())).tolist()
     return np.unique(arr).tolist()
@@ -144,40 +144,25 @@ def _present_ids(arr):
 def _read_label(path, palette, result):
     """Label ids of one file and its (W, H); ids are None after recording a problem."""
     try:
-        with Image.open(path) as img:
-            img.load()  # decode everything, so truncated or corrupt data is found now
-            mode, size = img.mode, img.size
-            pixels = np.asarray(img)
-            embedded = img.getpalette() if mode == "P" else None
-    except Exception as e:  # any PIL failure means the file is unusable
-        result.unreadable.append(
-            f"{path}: cannot be read as an image ({type(e).__name__}: {e}); {_UNREADABLE_FIX}"
-        )
+        label = labels.read_label(path)
+    except labels.UnreadableLabelError as e:
+        result.unreadable.append(f"{e}; {_UNREADABLE_FIX}")
         return None, None
-    if mode in ID_MODES:
-        ids = _present_ids(pixels)
-        if embedded is not None and palette is not None:
-            _check_embedded_palette(path, embedded, ids, palette, result)
-        return ids, size
-    if mode not in RGB_MODES:
+    if label.holds_colours and palette is None:
         result.errors.append(
-            f"{path}: label map has PIL mode {mode}; expected single-channel class ids "
-            f"(mode {', '.join(ID_MODES)}) or colours (RGB/RGBA) with a palette; re-save it as an 8-bit "
-            "grayscale PNG of class ids"
+            f"{path}: label map is {label.mode} (colours); label maps must be single-channel class ids "
+            f"({labels.LABEL_PNG_KINDS}). Convert it to ids, or pass a palette file that maps each colour to "
+            f"its id: {PALETTE_FORMAT}"
         )
-        return None, size
-    if palette is None:
-        result.errors.append(
-            f"{path}: label map is {mode} (colours); label maps must be single-channel class ids "
-            "(PNG mode L or P, or 16-bit I). Convert it to ids, or pass a palette file that maps "
-            f"each colour to its id: {PALETTE_FORMAT}"
-        )
-        return None, size
+        return None, label.size
     try:
-        return _present_ids(rgb_to_ids(pixels, palette, path_for_errors=path)), size
+        ids = _present_ids(labels.label_ids(label, None if palette is None else palette.colors))
     except ValueError as e:
         result.errors.append(str(e))
-        return None, size
+        return None, label.size
+    if label.png_palette is not None and palette is not None:
+        _check_embedded_palette(path, label.png_palette, ids, palette, result)
+    return ids, label.size
 
 
 def _check_embedded_palette(path, embedded, ids, palette, result):
@@ -187,10 +172,11 @@ def _check_embedded_palette(path, embedded, ids, palette, result):
     colour-coded map as an indexed PNG gives indices in its own order, which the colours reveal.
     """
     for i in ids:
-        if i < palette.num_classes and 3 * i + 3 <= len(embedded):
-            if tuple(embedded[3 * i : 3 * i + 3]) != tuple(int(c) for c in palette.colors[i]):
+        if i < min(palette.num_classes, len(embedded)):
+            own = tuple(int(c) for c in embedded[i])
+            if own != tuple(int(c) for c in palette.colors[i]):
                 result.warnings.append(
-                    f"{path}: palette-indexed PNG whose colour for index {i} is {tuple(embedded[3 * i : 3 * i + 3])} "
+                    f"{path}: palette-indexed PNG whose colour for index {i} is {own} "
                     f"but the palette file says {tuple(int(c) for c in palette.colors[i])}; the index is used as "
                     "the class id. If the colours define the classes, save the label map as RGB"
                 )
@@ -221,14 +207,20 @@ def _check_example(example, palette, decode_images):
             "resize one to match (label and instance maps with NEAREST resampling)"
         )
     if example.instance is not None:
-        # Instance maps are small PNGs like labels, so decode them fully to catch corruption.
-        size, mode = _read_size(example.instance, True, result, "instance map")
-        if mode is not None and mode not in ID_MODES:
+        # Instance maps are small PNGs like labels, so decode them fully to catch corruption; their ids are
+        # read as label ids are, and colours are refused.
+        try:
+            instance = labels.read_label(example.instance)
+        except labels.UnreadableLabelError as e:
+            result.unreadable.append(f"{e}; {_UNREADABLE_FIX}")
+            instance = None
+        if instance is not None and instance.holds_colours:
             result.errors.append(
-                f"{example.instance}: instance map has PIL mode {mode}; expected single-channel ids "
-                "(mode L, or 16-bit I like Cityscapes' *_instanceIds.png); re-save it as a grayscale PNG"
+                f"{example.instance}: instance map is {instance.mode} (colours); expected single-channel ids "
+                "(grey, e.g. 16-bit like Cityscapes' *_instanceIds.png); re-save it as a grayscale PNG"
             )
-        elif size is not None:
+        elif instance is not None:
+            size = instance.size
             result.has_instance = True
             if label_size and size != label_size:
                 result.size_mismatches.append(
@@ -290,11 +282,17 @@ def check_dataset(
             "with use_instance_map=True, or set use_instance_map=False"
         )
 
-    # The don't-care value becomes id num_classes, so that id is valid too when it exists.
-    num_valid = num_classes + int(bool(contain_dontcare_label))
+    def outside(ids):
+        """Ids outside the valid range, but for 255, which gets its own message below."""
+        ids = np.asarray(ids, np.int64)
+        return ids[
+            ~labels.valid_ids(ids, num_classes, contain_dontcare_label) & (ids != DONTCARE_VALUE)
+        ].tolist()
+
     all_ids = sorted(set().union(*(r.ids for r in results)))
     has_255 = DONTCARE_VALUE in all_ids
-    out_of_range = [i for i in all_ids if i != DONTCARE_VALUE and not 0 <= i < num_valid]
+    stray_255 = not labels.valid_ids(DONTCARE_VALUE, num_classes, contain_dontcare_label)
+    out_of_range = outside(all_ids)
     if out_of_range and out_of_range[-1] >= 0:
         fix = (
             f"set num_classes (label_nc) to at least {out_of_range[-1] + 1} (the largest id in the dataset + 1), "
@@ -303,13 +301,13 @@ def check_dataset(
     else:
         fix = "relabel those pixels: class ids cannot be negative"
     for example, r in zip(examples, results):
-        bad = [i for i in r.ids if i != DONTCARE_VALUE and not 0 <= i < num_valid]
+        bad = outside(r.ids)
         if bad:
             errors.append(
-                f"{example.label}: label ids {', '.join(map(str, bad))} are outside 0..{num_valid - 1} "
-                f"(num_classes={num_classes}); {fix}"
+                f"{example.label}: label ids {', '.join(map(str, bad))} are outside "
+                f"{labels.allowed_ids(num_classes, contain_dontcare_label)} (num_classes={num_classes}); {fix}"
             )
-        if DONTCARE_VALUE in r.ids and not contain_dontcare_label:
+        if DONTCARE_VALUE in r.ids and stray_255:
             errors.append(
                 f"{example.label}: contains {DONTCARE_VALUE}, the don't-care value, but contain_dontcare_label "
                 f"is False; set contain_dontcare_label=True (255 then becomes id {num_classes}), or relabel "

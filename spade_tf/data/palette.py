@@ -16,15 +16,10 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
+
+from spade_tf.data import labels
 
 PALETTE_FORMAT = '{"classes": [{"id": 0, "name": "sky", "color": [135, 206, 235]}, {"id": 1, ...}, ...]}'
-
-
-def _color_keys(colors):
-    """(..., 3) RGB -> one int per colour, r * 65536 + g * 256 + b."""
-    colors = np.asarray(colors).astype(np.int64)
-    return (colors[..., 0] << 16) | (colors[..., 1] << 8) | colors[..., 2]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -62,7 +57,7 @@ class Palette:
             raise ValueError(
                 f"palette colour of id {row} is {colors[row].tolist()}; components must be in 0..255"
             )
-        keys = _color_keys(colors)
+        keys = labels.colour_keys(colors)
         unique, counts = np.unique(keys, return_counts=True)
         if np.any(counts > 1):
             key = unique[np.argmax(counts > 1)]
@@ -171,15 +166,8 @@ def save_palette(palette, path):
         f.write('{\n  "classes": [\n' + ",\n".join(lines) + "\n  ]\n}\n")
 
 
-def _check_rgb(rgb):
-    if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) RGB or (H, W, 4) RGBA label map, got shape {rgb.shape}")
-    if rgb.dtype != np.uint8 and rgb.size and (rgb.min() < 0 or rgb.max() > 255):
-        raise ValueError(f"RGB values must be in 0..255, got {rgb.min()}..{rgb.max()}")
-
-
 def rgb_to_ids(rgb, palette, path_for_errors=None):
-    """Colour label map -> class ids.
+    """Colour label map -> class ids of `palette` (`spade_tf.data.labels.colours_to_ids`).
 
     Args:
         rgb: (H, W, 3) RGB or (H, W, 4) RGBA array (alpha ignored), values 0..255.
@@ -193,37 +181,12 @@ def rgb_to_ids(rgb, palette, path_for_errors=None):
         ValueError: some pixel has a colour that is not in the palette; the message gives the
             count, an example colour with its (row, col) and the fix.
     """
-    rgb = np.asarray(rgb)
-    _check_rgb(rgb)
-    keys = _color_keys(rgb[..., :3])
-    palette_keys = _color_keys(palette.colors)
-    order = np.argsort(palette_keys)
-    sorted_keys = palette_keys[order]
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    found = sorted_keys[pos] == keys
-    if not found.all():
-        unknown = ~found
-        row, col = (int(v) for v in np.argwhere(unknown)[0])
-        colors, counts = np.unique(keys[unknown], return_counts=True)
-        top = colors[np.argsort(-counts, kind="stable")[:3]]
-        examples = ", ".join(str(((k >> 16) & 255, (k >> 8) & 255, k & 255)) for k in top.tolist())
-        where = path_for_errors if path_for_errors is not None else "label map"
-        raise ValueError(
-            f"{where}: {int(unknown.sum())} pixels have colours that are not in the palette "
-            f"({len(colors)} distinct, most common {examples}); e.g. RGB {tuple(int(v) for v in rgb[row, col, :3])} "
-            f"at (row {row}, col {col}). Add these colours to the palette file, or repaint those pixels with "
-            "palette colours (anti-aliased edges, resizing with smoothing and JPEG compression create "
-            "in-between colours: save label maps as PNG and resize them with NEAREST)"
-        )
-    ids = order[pos]
+    ids = labels.colours_to_ids(rgb, palette.colors, path_for_errors)
     return ids.astype(np.uint8 if palette.num_classes <= 256 else np.int32)
 
 
 def rgb_to_ids_tf(rgb, palette):
-    """Colour label map -> class ids as TF ops, for tf.data and exported graphs.
-
-    Unknown colours give -1 instead of an error: data ops cannot raise per pixel usefully,
-    and `spade_tf.data.check` rejects such files before training.
+    """Colour label map -> class ids of `palette` as TF ops (`spade_tf.data.labels.colours_to_ids_tf`).
 
     Args:
         rgb: (..., H, W, 3) or (..., H, W, 4) integer tensor (alpha ignored).
@@ -232,22 +195,7 @@ def rgb_to_ids_tf(rgb, palette):
     Returns:
         (..., H, W) int32 ids, -1 where the colour is not in the palette.
     """
-    palette_keys = _color_keys(palette.colors)
-    order = np.argsort(palette_keys)
-    sorted_keys = tf.constant(palette_keys[order], tf.int32)
-    id_of_sorted = tf.constant(order, tf.int32)
-    rgb = tf.convert_to_tensor(rgb)
-    if rgb.shape.rank is not None and rgb.shape[-1] is not None and rgb.shape[-1] not in (3, 4):
-        raise ValueError(f"expected RGB or RGBA channels last, got shape {rgb.shape}")
-    rgb = tf.cast(rgb[..., :3], tf.int32)
-    keys = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-    flat = tf.reshape(keys, [1, -1])
-    # Binary search over the sorted palette keys: no lookup-table resource to track in
-    # tf.data or SavedModel, and O(log K) per pixel rather than an (H, W, K) comparison.
-    pos = tf.minimum(tf.searchsorted(sorted_keys[None], flat)[0], len(order) - 1)
-    found = tf.equal(tf.gather(sorted_keys, pos), flat[0])
-    ids = tf.where(found, tf.gather(id_of_sorted, pos), -1)
-    return tf.reshape(ids, tf.shape(keys))
+    return labels.colours_to_ids_tf(rgb, palette.colors)
 
 
 def default_colormap(n):

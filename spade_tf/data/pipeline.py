@@ -7,10 +7,10 @@ depends on tf.data shuffle buffers, thread timing or how many batches were read 
 run resumed with `start_index` = the number of examples already consumed continues exactly
 where it stopped, and skipping costs no decoding.
 
-Reading follows the official `Pix2pixDataset` (reference notes, section 5): label maps hold
-class ids (8- or 16-bit grayscale PNG, or palette-indexed PNG whose index is the id, as PIL
-reads it), or colours converted with a `Palette`; raw 255 becomes the don't-care id
-`num_classes` when the dataset has one; photos are converted to RGB; instance maps keep their
+Reading follows the official `Pix2pixDataset` (reference notes, section 5): label maps are read
+by the rule of `spade_tf.data.labels` (grey and palette-indexed PNGs hold ids, RGB(A) PNGs colours
+of a `Palette`), as the dataset check and synthesize.py read them; raw 255 becomes the don't-care
+id `num_classes` when the dataset has one; photos are converted to RGB; instance maps keep their
 raw integer ids (16-bit PNGs included).
 
 Example:
@@ -25,190 +25,44 @@ batch = next(iter(ds))   # label (16, 64, 64) int32, image (16, 64, 64, 3) float
 """
 
 import numbers
-import struct
-import zlib
 
 import tensorflow as tf
 
+from spade_tf.data import labels as label_maps
 from spade_tf.data import transforms
-
-DONTCARE_VALUE = 255
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_PALETTE_COLOUR_TYPE = 3
-
-
-def _grey_palette_chunks():
-    """PLTE chunks whose entry i is (i, i, i), one per palette length 1..256, with their CRCs."""
-    chunks = []
-    for n in range(1, 257):
-        body = b"PLTE" + bytes(v for i in range(n) for v in (i, i, i))
-        chunks.append(struct.pack(">I", 3 * n) + body + struct.pack(">I", zlib.crc32(body)))
-    return chunks
-
-
-_GREY_PLTE_CHUNKS = _grey_palette_chunks()
-
-
-def _be32(four_bytes):
-    return tf.io.decode_raw(four_bytes, tf.int32, little_endian=False)[0]
-
-
-def _png_header(data):
-    """(is_png, bit_depth, colour_type) from the signature and the IHDR chunk."""
-    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 26), b"\0" * 26]), 0, 26)
-    raw = tf.io.decode_raw(head, tf.uint8)
-    is_png = tf.equal(tf.strings.substr(head, 0, 8), _PNG_SIGNATURE)
-    return is_png, raw[24], raw[25]
-
-
-def _palette_as_indices(data, path):
-    """A palette PNG with its PLTE chunk replaced by greys (i, i, i): decoding it gives the indices.
-
-    TF's PNG decoder always expands palette indices to colours, but the official code (PIL)
-    reads the index of a palette-mode label map as the class id, and colours need not be unique.
-    Swapping in a grey palette of the same length (with a valid CRC) makes every decoded channel
-    equal to the index; the pixel data is untouched.
-    """
-    length = tf.strings.length(data)
-
-    def not_found_yet(pos, found):
-        return tf.logical_and(tf.logical_not(found), pos + 8 <= length)
-
-    def next_chunk(pos, found):
-        is_plte = tf.equal(tf.strings.substr(data, pos + 4, 4), b"PLTE")
-        chunk_size = _be32(tf.strings.substr(data, pos, 4))
-        return tf.where(is_plte, pos, pos + 12 + chunk_size), is_plte
-
-    pos, found = tf.while_loop(not_found_yet, next_chunk, [tf.constant(8), tf.constant(False)])
-    pos = _with_check(
-        pos, found, [path, ": palette-indexed PNG without a PLTE chunk; the file is damaged, re-export it"]
-    )
-    size = _be32(tf.strings.substr(data, pos, 4))
-    entries = tf.clip_by_value(size // 3, 1, 256)
-    rest = pos + 12 + size
-    return tf.strings.join(
-        [
-            tf.strings.substr(data, 0, pos),
-            tf.gather(tf.constant(_GREY_PLTE_CHUNKS), entries - 1),
-            tf.strings.substr(data, rest, length - rest),
-        ]
-    )
-
-
-def _decode_native(data, path):
-    """(H, W, C) int32 with the file's own channels and values, as `np.asarray(Image.open(path))`.
-
-    16-bit PNGs keep their 16-bit values (TF would otherwise scale them to 8 bits), palette PNGs
-    give their indices (one channel); everything else decodes as 8-bit.
-    """
-    is_png, bit_depth, colour_type = _png_header(data)
-
-    def sixteen_bit():
-        return tf.cast(tf.io.decode_png(data, channels=0, dtype=tf.uint16), tf.int32)
-
-    def palette_indices():
-        # Three equal channels; keep one (a grey conversion would add rounding for nothing).
-        return tf.cast(tf.io.decode_png(_palette_as_indices(data, path), channels=3), tf.int32)[..., :1]
-
-    def eight_bit():
-        return tf.cast(
-            tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False), tf.int32
-        )
-
-    return tf.cond(
-        tf.logical_and(is_png, tf.equal(bit_depth, 16)),
-        sixteen_bit,
-        lambda: tf.cond(
-            tf.logical_and(is_png, tf.equal(colour_type, _PNG_PALETTE_COLOUR_TYPE)),
-            palette_indices,
-            eight_bit,
-        ),
-    )
-
-
-def _text(part):
-    """A message part as a string scalar: sizes as HxW, other numbers as decimals."""
-    if isinstance(part, str):
-        return part
-    part = tf.convert_to_tensor(part)
-    if part.dtype == tf.string:
-        return part
-    text = tf.strings.as_string(part)
-    return text if text.shape.rank == 0 else tf.strings.reduce_join(text, separator="x")
-
-
-def _with_check(value, condition, parts):
-    """`value`, after checking `condition`; otherwise InvalidArgumentError with the joined message parts.
-
-    Eagerly the error is raised at once with the plain message; in a graph (tf.data) an Assert
-    op carries it, and the error surfaces when the element is read.
-    """
-    message = tf.strings.join([_text(p) for p in parts])
-    if tf.executing_eagerly():
-        if not bool(condition):
-            raise tf.errors.InvalidArgumentError(None, None, message.numpy().decode("utf-8", "replace"))
-        return value
-    with tf.control_dependencies([tf.debugging.Assert(condition, [message])]):
-        return tf.identity(value)
-
-
-def _single_channel(ids, path, what, hint):
-    channels = tf.shape(ids)[2]
-    ids = _with_check(
-        ids,
-        tf.equal(channels, 1),
-        [path, f": {what} has ", channels, f" channels; expected one channel of integer ids. {hint}"],
-    )
-    return ids[..., 0]
+from spade_tf.data.labels import with_check
 
 
 def decode_example(label_path, image_path, instance_path=None, palette=None):
     """Reads one example with TF ops (eagerly or inside tf.data).
 
     Args:
-        label_path: string (tensor) path of the label map: one-channel ids (8/16-bit grayscale or
-            palette-indexed PNG, the index being the id), or colours when `palette` is given.
+        label_path: string (tensor) path of the label map, read by the rule of `spade_tf.data.labels`:
+            ids (8/16-bit grey, palette-indexed PNG whose index is the id, grey+alpha), or RGB(A) colours
+            looked up in `palette`.
         image_path: string (tensor) path of the photo (PNG, JPEG, BMP, GIF, WebP); converted to RGB.
         instance_path: string (tensor) path of the instance map (8- or 16-bit PNG), or None.
-        palette: a `spade_tf.data.palette.Palette` for colour-coded label maps, or None. One-channel
-            label maps are read as ids either way, as `spade_tf.data.check` reads them.
+        palette: a `spade_tf.data.palette.Palette` for colour-coded label maps, or None. Maps of ids are
+            read as ids either way, as `spade_tf.data.check` reads them.
 
     Returns:
         (label int32 (H, W), image uint8 (H, W, 3), instance int32 (H, W) or None). Colours that
         are not in the palette give id -1.
     """
-    native = _decode_native(tf.io.read_file(label_path), label_path)
-    if palette is None:
-        label = _single_channel(
-            native,
-            label_path,
-            "label map",
-            "Colour-coded label maps need a palette file (see spade_tf.data.palette); re-save "
-            "grey+alpha maps as plain grayscale PNG",
-        )
-    else:
-        from spade_tf.data.palette import rgb_to_ids_tf  # lazy: only colour-coded datasets need it
-
-        channels = tf.shape(native)[2]
-        native = _with_check(
-            native,
-            tf.logical_or(tf.equal(channels, 1), channels >= 3),
-            [label_path, ": label map has ", channels, " channels; expected ids (1) or colours (RGB/RGBA)"],
-        )
-        label = tf.cond(
-            tf.equal(channels, 1),
-            lambda: native[..., 0],
-            lambda: rgb_to_ids_tf(native[..., :3], palette),
-        )
-    label.set_shape([None, None])
+    label = label_maps.decode_label_png_tf(
+        tf.io.read_file(label_path),
+        None if palette is None else palette.colors,
+        label_path,
+        hint="Colour-coded label maps need a palette file (see spade_tf.data.palette) that gives each colour "
+        "its id, or convert them to grey PNGs of ids",
+    )
 
     image = tf.io.decode_image(
         tf.io.read_file(image_path), channels=3, dtype=tf.uint8, expand_animations=False
     )
     image.set_shape([None, None, 3])
     label_size, image_size = tf.shape(label), tf.shape(image)[:2]
-    image = _with_check(
+    image = with_check(
         image,
         tf.reduce_all(tf.equal(label_size, image_size)),
         [
@@ -225,14 +79,14 @@ def decode_example(label_path, image_path, instance_path=None, palette=None):
 
     instance = None
     if instance_path is not None:
-        instance = _single_channel(
-            _decode_native(tf.io.read_file(instance_path), instance_path),
-            instance_path,
-            "instance map",
-            "Save instance ids as 8- or 16-bit grayscale PNG",
+        # Instance ids are read as label ids are: grey (8 or 16 bit, e.g. Cityscapes' *_instanceIds.png),
+        # palette-indexed or grey+alpha; colours are refused.
+        instance = label_maps.decode_label_png_tf(
+            tf.io.read_file(instance_path),
+            source=instance_path,
+            hint="Instance maps hold one channel of integer ids: save them as 8- or 16-bit grayscale PNG",
         )
-        instance.set_shape([None, None])
-        instance = _with_check(
+        instance = with_check(
             instance,
             tf.reduce_all(tf.equal(tf.shape(instance), label_size)),
             [
@@ -380,7 +234,6 @@ def build_dataset(
     labels, images, instances = _example_paths(examples, use_instance_map)
     label_paths, image_paths = tf.constant(labels), tf.constant(images)
     instance_paths = tf.constant(instances)
-    num_ids = num_classes + int(bool(contain_dontcare_label))
     flip = bool(flip) and bool(training)
 
     def load(position, example_index, epoch):
@@ -402,21 +255,20 @@ def build_dataset(
         label, image, instance = transforms.transform(
             label, image, instance, params, preprocess_mode, load_size, crop_size, aspect_ratio, flip
         )
-        if contain_dontcare_label:
-            label = tf.where(tf.equal(label, DONTCARE_VALUE), num_classes, label)
+        label = label_maps.dontcare_to_id(label, num_classes, contain_dontcare_label)
         # One-hot encoding turns an out-of-range id into an all-zero pixel and training carries on
         # silently; the official scatter_ fails on such ids, so fail too, naming the file.
         low, high = tf.reduce_min(label), tf.reduce_max(label)
-        label = _with_check(
+        label = with_check(
             label,
-            tf.logical_and(low >= 0, high < num_ids),
+            tf.reduce_all(label_maps.valid_ids(label, num_classes, contain_dontcare_label)),
             [
                 label_path,
                 ": label ids range over ",
                 low,
                 "..",
                 high,
-                f" but must lie in 0..{num_ids - 1} "
+                f" but must lie in {label_maps.allowed_ids(num_classes, contain_dontcare_label)} "
                 f"(num_classes={num_classes}, contain_dontcare_label={bool(contain_dontcare_label)}). "
                 "Raise num_classes, set contain_dontcare_label if 255 marks unlabelled pixels, or fix the "
                 "file (-1: a colour missing from the palette); spade_tf.data.check lists every bad file",

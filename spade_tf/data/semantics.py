@@ -6,10 +6,8 @@ optional don't-care channel), then the instance-edge channel last.
 
 import tensorflow as tf
 
-
-def semantic_channels(num_classes, contain_dontcare_label=False, use_instance_map=False):
-    """Channels of the semantic map: label_nc (+1 don't-care) (+1 instance edge)."""
-    return int(num_classes) + int(bool(contain_dontcare_label)) + int(bool(use_instance_map))
+# The channel counts live with the label map; imported here for `spade_tf.preprocessing.semantic_channels`.
+from spade_tf.data.labels import semantic_channels  # noqa: F401
 
 
 def one_hot_labels(labels, num_channels, dtype=tf.float32):

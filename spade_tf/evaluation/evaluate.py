@@ -17,9 +17,24 @@ Example:
     print(format_table(result))
 """
 
+import hashlib
+import json
+import os
+import time
+
 import numpy as np
 
+from spade_tf.data import demo
 from spade_tf.evaluation import metrics
+from spade_tf.evaluation.inception import load_inception
+from spade_tf.evaluation.oracle import (
+    load_or_train_oracle,
+    oracle_features,
+    oracle_scores,
+    segmentation_metrics,
+)
+from spade_tf.serving import synthesis
+from spade_tf.serving.inference import load_synthesizer, resolve_model_path
 
 # Rows of `format_table`, in order: key, label, format.
 _ROWS = (
@@ -38,26 +53,6 @@ _ROWS = (
 )
 # KID values are printed x1000, as papers do.
 _SCALED = {"kid": 1000.0, "kid_oracle": 1000.0}
-
-
-def oracle_features(oracle, images, batch_size=32):
-    """Per-image features of the demo oracle: mean and standard deviation of its last hidden layer.
-
-    Colour and texture statistics of the whole picture, 2 x width numbers per image; a feature space for a
-    KID on the demo domain when no Inception weights exist.
-    """
-    import keras
-
-    from spade_tf.evaluation.oracle import _to_unit_range
-
-    hidden = [layer for layer in oracle.layers if layer.name.startswith("relu_")][-1]
-    body = keras.Model(oracle.input, hidden.output)
-    x = _to_unit_range(np.asarray(images))
-    out = []
-    for i in range(0, len(x), batch_size):
-        h = np.asarray(body(x[i : i + batch_size], training=False), np.float64)
-        out.append(np.concatenate([h.mean(axis=(1, 2)), h.std(axis=(1, 2))], axis=1))
-    return np.concatenate(out)
 
 
 def map_labels(labels, class_map, what="labels"):
@@ -87,8 +82,6 @@ def segmentation_scores(segmenter, images, labels, num_eval_classes, ignore_inde
     Returns:
         `spade_tf.evaluation.oracle.segmentation_metrics`'s dict.
     """
-    from spade_tf.evaluation.oracle import segmentation_metrics
-
     pred, _ = segmenter.predict(np.asarray(images))
     true = labels if label_class_map is None else map_labels(labels, label_class_map)
     return segmentation_metrics(pred, true, num_eval_classes, ignore_index=ignore_index)
@@ -168,12 +161,7 @@ def evaluate_images(
             result["seg_miou" + suffix] = scores["mean_iou"]
             result["seg_pixel_accuracy" + suffix] = scores["pixel_accuracy"]
     if oracle is not None:
-        from spade_tf.evaluation.oracle import evaluate_oracle
-
-        for name, images in (("synthesized", fakes), ("real", reals)):
-            scores = evaluate_oracle(oracle, images, labels, num_classes)
-            result[f"oracle_miou_{name}"] = scores["mean_iou"]
-            result[f"oracle_pixel_accuracy_{name}"] = scores["pixel_accuracy"]
+        result.update(oracle_scores(oracle, labels, fakes, reals, num_classes))
         kid = _kid(
             oracle_features(oracle, reals), oracle_features(oracle, fakes), kid_subset_size, kid_subsets
         )
@@ -202,8 +190,6 @@ def tensorboard_scalars(result):
 
 def _fingerprint(items):
     """Names and label sums of the real examples: a cache made from other images is stale."""
-    import hashlib
-
     h = hashlib.sha256()
     for item in items:
         h.update(item.name.encode())
@@ -216,8 +202,6 @@ def demo_root_of(model):
     config = model.options.get("config")
     if not config or config["data"]["dataset"] != "demo":
         return None
-    from spade_tf.data import demo
-
     d = config["data"]
     return demo.generate_demo_dataset(
         num_train=d["demo_num_train"], num_val=d["demo_num_val"], size=d["demo_size"]
@@ -265,18 +249,7 @@ def run(
     Returns:
         The result dict (also written to `output`).
     """
-    import json
-    import os
-    import time
-
-    from spade_tf.serving import synthesis
-    from spade_tf.serving.inference import load_synthesizer, resolve_model_path
-
-    inception = None
-    if inception_weights:
-        from spade_tf.evaluation.inception import load_inception
-
-        inception = load_inception(inception_weights)
+    inception = load_inception(inception_weights) if inception_weights else None
     bundle_path = resolve_model_path(model_path)
     model = load_synthesizer(bundle_path)
     demo_root = demo_root_of(model)
@@ -296,11 +269,7 @@ def run(
         [s[0] for s in synthesis.synthesize(model, items, batch_size, 1, seed, out=lambda m: None)]
     )
     out(f"Synthesized {len(items)} images in {time.monotonic() - start:.1f} s.")
-    oracle = None
-    if use_oracle:
-        from spade_tf.evaluation.oracle import load_or_train_oracle
-
-        oracle = load_or_train_oracle(demo_root)
+    oracle = load_or_train_oracle(demo_root) if use_oracle else None
     stats_cache = None
     if inception is not None:
         stats_dir = stats_dir or os.path.join(os.path.dirname(os.path.abspath(bundle_path)), "fid_stats")

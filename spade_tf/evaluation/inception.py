@@ -52,9 +52,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.models.normalization import PACKAGE
-from spade_tf.tools.convert import StateDictMismatch
-from spade_tf.tools.convert import load_state_dict as _read_state_dict
+from spade_tf.models.state_dict import StateDictMismatch
+from spade_tf.models.state_dict import load_state_dict as _read_state_dict
+from spade_tf.utils import PACKAGE, file_sha256
 
 # Bump when the preprocessing or the feature definition changes: cached real statistics carry it.
 PROTOCOL_VERSION = 1
@@ -558,15 +558,6 @@ def _positive_int(name, value):
     if int(value) != value or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
-
-
-def file_sha256(path):
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _state_dict_digest(entries, state_dict):

@@ -254,6 +254,54 @@ def evaluate_oracle(oracle, images, labels, num_classes):
     return segmentation_metrics(predict_labels(oracle, images), labels, num_classes)
 
 
+def oracle_scores(oracle, labels, synthesized, real, num_classes):
+    """The oracle's mIoU and pixel accuracy on synthesized and on real images, against the same label maps.
+
+    The real images' scores are the ceiling a generator can reach: a perfect one matches them.
+
+    Args:
+        oracle: the oracle model (`load_or_train_oracle`).
+        labels: (N, H, W) label ids, the generator's inputs.
+        synthesized: (N, H, W, 3) uint8 images made from `labels`.
+        real: (N, H, W, 3) uint8 real images of the same label maps.
+        num_classes: classes of the dataset.
+
+    Returns:
+        {"oracle_miou_synthesized", "oracle_pixel_accuracy_synthesized", "oracle_miou_real",
+        "oracle_pixel_accuracy_real"}: floats.
+    """
+    result = {}
+    for name, images in (("synthesized", synthesized), ("real", real)):
+        scores = evaluate_oracle(oracle, images, labels, num_classes)
+        result[f"oracle_miou_{name}"] = float(scores["mean_iou"])
+        result[f"oracle_pixel_accuracy_{name}"] = float(scores["pixel_accuracy"])
+    return result
+
+
+def oracle_features(oracle, images, batch_size=32):
+    """Per-image features of the demo oracle: mean and standard deviation of its last hidden layer.
+
+    Colour and texture statistics of the whole picture, 2 x width numbers per image; a feature space for a
+    KID on the demo domain when no Inception weights exist.
+
+    Args:
+        oracle: the oracle model.
+        images: (N, H, W, 3) uint8.
+        batch_size: images per call.
+
+    Returns:
+        (N, 2 x width) float64.
+    """
+    hidden = [layer for layer in oracle.layers if layer.name.startswith("relu_")][-1]
+    body = keras.Model(oracle.input, hidden.output)
+    x = _to_unit_range(np.asarray(images))
+    out = []
+    for i in range(0, len(x), batch_size):
+        h = np.asarray(body(x[i : i + batch_size], training=False), np.float64)
+        out.append(np.concatenate([h.mean(axis=(1, 2)), h.std(axis=(1, 2))], axis=1))
+    return np.concatenate(out)
+
+
 def load_split(demo_root, split):
     """Images and label maps of one split of a dataset in the custom layout.
 

@@ -19,17 +19,21 @@ Example:
     ids, confidence = seg.predict(photos_uint8)      # (N, H, W) int32, (N, H, W) float32
 """
 
+import json
 import os
 import shutil
 
+import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags
+
+from spade_tf.data.labels import DONTCARE_VALUE
 
 INPUT_RANGES = ("0_1", "0_255", "-1_1")
 OUTPUT_KINDS = ("logits", "probabilities", "ids")
-# The don't-care value of label maps (spade_tf.data.check.DONTCARE_VALUE): class-map entries with
-# this value mark pixels that SPADE treats as "no label".
-IGNORE_ID = 255
+# Class-map entries with the label maps' don't-care value mark pixels that SPADE treats as "no label".
+IGNORE_ID = DONTCARE_VALUE
 
 # Cityscapes label id (the value in *_gtFine_labelIds.png, 0..33) -> train id (0..18, 255 = ignored),
 # the trainId column of cityscapesScripts' helpers/labels.py. The 35th label, "license plate", has
@@ -201,8 +205,6 @@ def load_class_map(spec):
     Returns:
         What `make_class_map` accepts: an array or a dict.
     """
-    import json
-
     if spec in NAMED_CLASS_MAPS:
         return NAMED_CLASS_MAPS[spec]
     if not os.path.isfile(spec):
@@ -495,8 +497,6 @@ def export_oracle_saved_model(oracle, path, overwrite=False):
     Returns:
         `path`.
     """
-    import keras
-
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True or choose another folder")
@@ -516,3 +516,77 @@ def export_oracle_saved_model(oracle, path, overwrite=False):
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
+
+
+class SegmenterFlags:
+    """The command-line flags that make a `Segmenter`, for the scripts that take one (evaluate.py,
+    label_photos.py): defined when constructed, read by `segmenter()`.
+
+    The SavedModel folder is always `--segmenter`; the other flags are named after the `Segmenter`
+    arguments they set (signature, input_range, output, output_key, input_key, class_map), with `prefix`
+    in front, unless `names` renames them.
+
+    Args:
+        prefix: put before each flag name except --segmenter ("segmenter_": --segmenter_signature, ...).
+        names: {Segmenter argument: flag name} where the name is not prefix + argument (a script whose
+            --output is its own output folder names the segmenter's `output` flag otherwise).
+        flag_values: the absl FlagValues the flags are defined in.
+    """
+
+    # Segmenter argument -> (default, allowed values or None for any string, help).
+    _FLAGS = {
+        "signature": ("serving_default", None, "Signature of the segmentation SavedModel to call."),
+        "input_range": (
+            None,
+            INPUT_RANGES,
+            "Pixel range of its float inputs (default 0_1; uint8 inputs: 0_255).",
+        ),
+        "output": ("logits", OUTPUT_KINDS, "What its output holds."),
+        "output_key": (None, None, "Its output to use, when the signature has several."),
+        "input_key": (None, None, "Its input to feed, when the signature has several."),
+        "class_map": (
+            None,
+            None,
+            "Maps its predicted ids to the ids used: 'cityscapes' (34 label ids -> 19 train ids) or a JSON file.",
+        ),
+    }
+
+    def __init__(self, prefix="", names=None, flag_values=flags.FLAGS):
+        self.flag_values = flag_values
+        self.names = {arg: prefix + arg for arg in self._FLAGS}
+        self.names.update(names or {})
+        flags.DEFINE_string(
+            "segmenter",
+            None,
+            "Segmentation SavedModel folder (holding saved_model.pb).",
+            flag_values=flag_values,
+        )
+        for arg, (default, choices, help_text) in self._FLAGS.items():
+            if choices:
+                flags.DEFINE_enum(self.names[arg], default, list(choices), help_text, flag_values=flag_values)
+            else:
+                flags.DEFINE_string(self.names[arg], default, help_text, flag_values=flag_values)
+
+    def value(self, arg):
+        """The value of the flag that sets Segmenter argument `arg` ("segmenter" for the folder)."""
+        return self.flag_values[self.names.get(arg, arg)].value
+
+    def segmenter(self, **kwargs):
+        """The `Segmenter` the flags describe, or None without --segmenter.
+
+        Args:
+            **kwargs: further `Segmenter` arguments (e.g. batch_size).
+        """
+        if not self.value("segmenter"):
+            return None
+        class_map = self.value("class_map")
+        return Segmenter(
+            self.value("segmenter"),
+            signature=self.value("signature"),
+            input_range=self.value("input_range"),
+            output=self.value("output"),
+            output_key=self.value("output_key"),
+            input_key=self.value("input_key"),
+            class_map=load_class_map(class_map) if class_map else None,
+            **kwargs,
+        )

@@ -3,7 +3,9 @@
 import keras
 
 from spade_tf.models import ops
-from spade_tf.models.normalization import PACKAGE, SPADE, Conv2D
+from spade_tf.models.conv import Conv2D
+from spade_tf.models.normalization import SPADE
+from spade_tf.utils import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -19,12 +21,9 @@ class SPADEResBlock(keras.layers.Layer):
         input_filters: channels of x (fin).
         filters: output channels (fout); the middle width is min(fin, fout).
         label_channels: channels of the semantic map.
-        param_free_norm: "sync_batch", "batch" or "instance" inside SPADE.
         use_spectral_norm: spectral norm on conv_0, conv_1 and conv_s.
-        spade_kernel_size: kernel size of SPADE's modulation convs.
-        spade_hidden_filters: hidden width of SPADE's modulation convs.
-        fast: SPADE's exact fast path (see `SPADE`).
-        gather_impl: how the fast path gathers (see `SPADE`).
+        spade: keyword arguments of the block's `SPADE` layers (param_free_norm, kernel_size,
+            hidden_filters, fast, gather_impl; see `SPADE`), passed on unread; None = SPADE's defaults.
 
     Call: `block(x, segmap, training=False, taps=None)`; `taps` is an optional
     `LabelTaps` at x's size, shared by the block's SPADE layers.
@@ -37,40 +36,22 @@ class SPADEResBlock(keras.layers.Layer):
         input_filters,
         filters,
         label_channels,
-        param_free_norm="sync_batch",
         use_spectral_norm=True,
-        spade_kernel_size=3,
-        spade_hidden_filters=128,
-        fast=True,
-        gather_impl="xla",
+        spade=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.input_filters = int(input_filters)
         self.filters = int(filters)
         self.label_channels = int(label_channels)
-        self.param_free_norm = param_free_norm
         self.use_spectral_norm = bool(use_spectral_norm)
-        self.spade_kernel_size = int(spade_kernel_size)
-        self.spade_hidden_filters = int(spade_hidden_filters)
-        self.fast = bool(fast)
-        self.gather_impl = gather_impl
+        self.spade = dict(spade or {})
         self.learned_shortcut = self.input_filters != self.filters
         middle = min(self.input_filters, self.filters)
         dtype = self.dtype_policy
 
         def spade(channels, name):
-            return SPADE(
-                channels,
-                self.label_channels,
-                param_free_norm,
-                spade_kernel_size,
-                spade_hidden_filters,
-                fast=self.fast,
-                gather_impl=self.gather_impl,
-                name=name,
-                dtype=dtype,
-            )
+            return SPADE(channels, self.label_channels, name=name, dtype=dtype, **self.spade)
 
         def conv(fin, fout, k, name, use_bias=True):
             return Conv2D(
@@ -105,7 +86,7 @@ class SPADEResBlock(keras.layers.Layer):
         return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
 
     def call(self, x, segmap, training=False, taps=None):
-        if self.fast and taps is None:
+        if self.norm_0.fast and taps is None:
             taps = self.norm_0.label_taps(segmap, ops.spatial_size(x))
         kw = dict(training=training, taps=taps)
         if self.learned_shortcut:
@@ -122,11 +103,35 @@ class SPADEResBlock(keras.layers.Layer):
             input_filters=self.input_filters,
             filters=self.filters,
             label_channels=self.label_channels,
-            param_free_norm=self.param_free_norm,
             use_spectral_norm=self.use_spectral_norm,
-            spade_kernel_size=self.spade_kernel_size,
-            spade_hidden_filters=self.spade_hidden_filters,
-            fast=self.fast,
-            gather_impl=self.gather_impl,
+            spade=self.spade,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**upgrade_spade_arguments(config))
+
+
+# Arguments that blocks and generators saved before `spade={...}` took one by one, and their SPADE names.
+_OLD_SPADE_ARGUMENTS = {
+    "param_free_norm": "param_free_norm",
+    "spade_kernel_size": "kernel_size",
+    "spade_hidden_filters": "hidden_filters",
+    "fast": "fast",
+    "gather_impl": "gather_impl",
+}
+
+
+def upgrade_spade_arguments(config):
+    """A block or generator config saved with the old one-by-one SPADE arguments -> `spade={...}`.
+
+    Bundles written before `spade` existed stored e.g. `spade_hidden_filters` and `fast`; they load as
+    the same model. (A "gather_impl" missing from such a file meant "xla", the default then.)
+    """
+    config = dict(config)
+    old = {new: config.pop(key) for key, new in _OLD_SPADE_ARGUMENTS.items() if key in config}
+    if old:
+        old.setdefault("gather_impl", "xla")
+        config["spade"] = {**old, **(config.get("spade") or {})}
+    return config

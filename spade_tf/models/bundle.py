@@ -8,7 +8,11 @@ import os
 
 import keras
 
-from spade_tf.models.normalization import PACKAGE
+# Imported for their registration: load_model finds the classes a file names by their registered names.
+from spade_tf.models.discriminator import MultiscaleDiscriminator  # noqa: F401
+from spade_tf.models.encoder import ConvEncoder  # noqa: F401
+from spade_tf.models.generator import SPADEGenerator  # noqa: F401
+from spade_tf.utils import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -74,15 +78,8 @@ def load_bundle(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"model file not found: {path}. Convert an official checkpoint with "
-            "`python -m spade_tf.tools.convert` or point at a training workdir's export."
+            "`python convert.py` or point at a training workdir's export."
         )
-    # Registers the layer classes the file names; a caller may not have imported them yet.
-    from spade_tf.models import (
-        discriminator,  # noqa: F401
-        encoder,  # noqa: F401
-        generator,  # noqa: F401
-    )
-
     bundle = keras.saving.load_model(path, compile=False)
     if not isinstance(bundle, SPADEBundle):
         raise ValueError(f"{path} holds a {type(bundle).__name__}, not a spade_tf SPADEBundle.")

@@ -4,11 +4,9 @@ import keras
 import tensorflow as tf
 
 from spade_tf.models import ops
-from spade_tf.models.normalization import (
-    PACKAGE,
-    Conv2D,
-    InstanceNorm,
-)
+from spade_tf.models.conv import Conv2D
+from spade_tf.models.normalization import InstanceNorm
+from spade_tf.utils import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

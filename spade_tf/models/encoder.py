@@ -5,7 +5,9 @@ import math
 import keras
 import tensorflow as tf
 
-from spade_tf.models.normalization import PACKAGE, Conv2D, InstanceNorm, xavier_normal
+from spade_tf.models.conv import Conv2D, xavier_normal
+from spade_tf.models.normalization import InstanceNorm
+from spade_tf.utils import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

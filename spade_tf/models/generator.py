@@ -4,15 +4,10 @@ import keras
 import tensorflow as tf
 
 from spade_tf.models import ops
-from spade_tf.models.blocks import SPADEResBlock
-from spade_tf.models.normalization import (
-    PACKAGE,
-    Conv2D,
-    check_choice,
-    encode_semantics,
-    label_taps,
-    xavier_normal,
-)
+from spade_tf.models.blocks import SPADEResBlock, upgrade_spade_arguments
+from spade_tf.models.conv import Conv2D, xavier_normal
+from spade_tf.models.fast_spade import encode_semantics
+from spade_tf.utils import PACKAGE, check_choice
 
 UPSAMPLING_CHOICES = {"normal": 5, "more": 6, "most": 7}
 
@@ -66,17 +61,12 @@ class SPADEGenerator(keras.Model):
         aspect_ratio: width / height of the training crop.
         use_vae: take z (from the style encoder) instead of the downsampled map.
         latent_dim: size of z.
-        param_free_norm: "sync_batch", "batch" or "instance" inside SPADE.
         use_spectral_norm: spectral norm in the residual blocks' convs.
-        spade_kernel_size: kernel of SPADE's modulation convs.
-        spade_hidden_filters: hidden width of SPADE's modulation convs.
-        fast: SPADE's exact fast path (see `SPADE`); the label codes are then
-            computed once per call and resized once per resolution for all
-            SPADE layers there. Off, every SPADE resizes and convolves the
-            float map (the reference computation). Same weights either way.
-        gather_impl: how the fast path gathers: "xla" (Keras, training),
-            "segment_sum" (TF without XLA, e.g. TF Serving) or "gather_sum"
-            (TFLite, ONNX); see `spade_tf.models.normalization.gather_conv_relu`.
+        spade: keyword arguments of every `SPADE` layer (param_free_norm,
+            kernel_size, hidden_filters, fast, gather_impl; see `SPADE`),
+            passed to the blocks unread; None = SPADE's defaults. With
+            `fast` (the default) the label codes are computed once per call
+            and resized once per resolution for all SPADE layers there.
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
@@ -95,12 +85,8 @@ class SPADEGenerator(keras.Model):
         aspect_ratio=1.0,
         use_vae=False,
         latent_dim=256,
-        param_free_norm="sync_batch",
         use_spectral_norm=True,
-        spade_kernel_size=3,
-        spade_hidden_filters=128,
-        fast=True,
-        gather_impl="xla",
+        spade=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,12 +97,8 @@ class SPADEGenerator(keras.Model):
         self.aspect_ratio = float(aspect_ratio)
         self.use_vae = bool(use_vae)
         self.latent_dim = int(latent_dim)
-        self.param_free_norm = param_free_norm
         self.use_spectral_norm = bool(use_spectral_norm)
-        self.spade_kernel_size = int(spade_kernel_size)
-        self.spade_hidden_filters = int(spade_hidden_filters)
-        self.fast = bool(fast)
-        self.gather_impl = gather_impl
+        self.spade = dict(spade or {})
         self.num_up = UPSAMPLING_CHOICES.get(num_upsampling_layers)
         self.grid_height, self.grid_width = latent_grid(crop_size, aspect_ratio, num_upsampling_layers)
         nf = self.base_filters
@@ -134,17 +116,7 @@ class SPADEGenerator(keras.Model):
 
         def block(fin, fout, name):
             return SPADEResBlock(
-                fin,
-                fout,
-                self.semantic_channels,
-                param_free_norm,
-                use_spectral_norm,
-                spade_kernel_size,
-                spade_hidden_filters,
-                fast=self.fast,
-                gather_impl=self.gather_impl,
-                name=name,
-                dtype=dtype,
+                fin, fout, self.semantic_channels, self.use_spectral_norm, self.spade, name=name, dtype=dtype
             )
 
         self.head_0 = block(16 * nf, 16 * nf, "head_0")
@@ -209,14 +181,14 @@ class SPADEGenerator(keras.Model):
             x = ops.nearest_resize(semantics, (h // 2**self.num_up, w // 2**self.num_up))
             x = self.fc(x)
 
-        if self.fast:
+        # Every SPADE layer has the same options; the first one's say how all of them read the map.
+        spade = self.head_0.norm_0
+        if spade.fast:
             codes, exact = encode_semantics(semantics, one_hot=one_hot)
 
             def taps(x):
                 # Once per resolution, shared by every SPADE layer there.
-                return label_taps(
-                    codes, ops.spatial_size(x), self.semantic_channels, self.spade_kernel_size, exact
-                )
+                return spade.taps_from_codes(codes, exact, ops.spatial_size(x))
         else:
 
             def taps(x):
@@ -249,10 +221,10 @@ class SPADEGenerator(keras.Model):
             "aspect_ratio": self.aspect_ratio,
             "use_vae": self.use_vae,
             "latent_dim": self.latent_dim,
-            "param_free_norm": self.param_free_norm,
             "use_spectral_norm": self.use_spectral_norm,
-            "spade_kernel_size": self.spade_kernel_size,
-            "spade_hidden_filters": self.spade_hidden_filters,
-            "fast": self.fast,
-            "gather_impl": self.gather_impl,
+            "spade": self.spade,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**upgrade_spade_arguments(config))

@@ -18,7 +18,8 @@ SavedModel signatures (method `tensorflow/serving/predict`; see `signature_specs
   images) and `style_png` (`label_png_bytes`, `style_png_bytes`, seed -> `image_png_bytes`).
 
 One-hot, instance edges, the colour -> id mapping and resizing run in the graph, so a client sends what it
-has. Bad inputs fail with InvalidArgumentError naming the input and the allowed values.
+has. Label PNGs are read by the rule of `spade_tf.data.labels`, as training reads them: grey and
+palette-indexed PNGs hold ids (the index of a palette PNG is the id), RGB(A) PNGs the model's palette colours. Bad inputs fail with InvalidArgumentError naming the input and the allowed values.
 
 Reference: the export pattern of TF Model Garden (`official/core/export_base.py`): a module with explicit
 `tf.TensorSpec` signatures, reloaded and compared with the in-memory model in the tests.
@@ -26,7 +27,7 @@ Reference: the export pattern of TF Model Garden (`official/core/export_base.py`
 
 import copy
 import datetime
-import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -36,23 +37,21 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.serving.inference import DONTCARE_VALUE
+from spade_tf.data import labels as label_maps
+from spade_tf.utils import file_sha256
 
 METADATA_FILE = "metadata.json"
 PREDICT_METHOD = "tensorflow/serving/predict"
 TFLITE_VARIANTS = ("float32", "float16", "int8")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def _spade_tf_version():
     try:
-        from importlib.metadata import version
-
-        return version("spade_tf")
+        return importlib.metadata.version("spade_tf")
     except Exception:  # not installed (run from a checkout): read pyproject.toml
         try:
-            import tomllib
+            import tomllib  # Python 3.11+ (pyproject allows 3.10): only a checkout needs it
 
             path = os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")
             with open(path, "rb") as f:
@@ -113,21 +112,13 @@ class _Signatures:
 
     # checks
 
-    def _allowed_ids(self):
-        info = self.info
-        allowed = f"0..{info.num_classes - 1}"
-        if info.contain_dontcare_label:
-            allowed += f", {info.num_classes} or {DONTCARE_VALUE} (dontcare)"
-        return allowed
-
     def check_ids(self, labels, what="labels"):
         info = self.info
-        ok = (labels >= 0) & (labels < info.num_classes)
-        if info.contain_dontcare_label:
-            ok |= (labels == info.num_classes) | (labels == DONTCARE_VALUE)
+        ok = label_maps.valid_ids(labels, info.num_classes, info.contain_dontcare_label)
         bad = tf.unique(tf.boolean_mask(labels, tf.logical_not(ok))).y[:8]
+        allowed = label_maps.allowed_ids(info.num_classes, info.contain_dontcare_label)
         return tf.debugging.Assert(
-            tf.reduce_all(ok), [f"{what}: ids must be in {self._allowed_ids()}; found:", bad], summarize=8
+            tf.reduce_all(ok), [f"{what}: ids must be in {allowed}; found:", bad], summarize=8
         )
 
     def check_size(self, height, width, what="labels"):
@@ -199,66 +190,22 @@ class _Signatures:
         return self.model.to_uint8(self.model.generate_float(labels, instances, z))
 
     def png_header(self, png, what):
-        """(N,) PNG strings -> checked (height, width, bit depth, colour type), each (N,) int32."""
-        long_enough = tf.strings.length(png) >= 33
-        magic = tf.equal(tf.strings.substr(png, 0, 8), PNG_MAGIC)
-        is_png = tf.debugging.Assert(
-            tf.reduce_all(magic & long_enough),
+        """(N,) PNG strings -> checked (height, width), each (N,) int32."""
+        is_png, width, height, _, _ = label_maps.png_header_tf(png)
+        check = tf.debugging.Assert(
+            tf.reduce_all(is_png),
             [
-                f"{what}: not a PNG file. Send label maps as PNG: 1-channel ids (8 or 16 bit) or RGB in the "
-                "palette colours of the model (metadata.json). First bytes of each:",
+                f"{what}: not a PNG file. Send label maps as PNG: {label_maps.LABEL_PNG_KINDS} of the model "
+                "(metadata.json). First bytes of each:",
                 tf.strings.substr(png, 0, 8),
             ],
         )
-        with tf.control_dependencies([is_png]):
-            # IHDR: width and height big-endian at bytes 16 and 20, then bit depth and colour type.
-            header = tf.cast(tf.io.decode_raw(tf.strings.substr(png, 16, 10), tf.uint8), tf.int32)
-        scale = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int32)
-        width = tf.reduce_sum(header[:, 0:4] * scale, axis=1)
-        height = tf.reduce_sum(header[:, 4:8] * scale, axis=1)
-        return height, width, header[:, 8], header[:, 9]
-
-    def colours_to_ids(self, rgb, what):
-        """(H, W, 3) int32 colours -> (H, W) ids of the model's palette; an unknown colour is an error."""
-        palette = np.asarray(self.info.palette, np.int64)
-        keys = tf.constant(palette[:, 0] * 65536 + palette[:, 1] * 256 + palette[:, 2], tf.int32)
-        key = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-        match = tf.equal(key[..., None], keys)
-        found = tf.reduce_any(match, axis=-1)
-        unknown = tf.unique(tf.boolean_mask(key, tf.logical_not(found))).y[:4]
-        unknown = tf.stack([unknown // 65536, unknown // 256 % 256, unknown % 256], axis=-1)
-        check = tf.debugging.Assert(
-            tf.reduce_all(found),
-            [
-                f"{what}: colours not in the palette of the model (metadata.json palette); paint with those "
-                "colours or send 1-channel id PNGs. Unknown (r, g, b):",
-                unknown,
-            ],
-            summarize=12,
-        )
         with tf.control_dependencies([check]):
-            # The first id wins where two classes share a colour (as id 0 and don't-care may).
-            return tf.argmax(tf.cast(match, tf.int32), axis=-1, output_type=tf.int32)
-
-    def decode_label_png(self, png, bit_depth, colour_type, what):
-        """One PNG -> (H, W) int32 ids: grey values are ids, colours are looked up in the palette."""
-        image = tf.cond(
-            tf.equal(bit_depth, 16),
-            lambda: tf.cast(tf.io.decode_png(png, channels=0, dtype=tf.uint16), tf.int32),
-            lambda: tf.cast(tf.io.decode_png(png, channels=0, dtype=tf.uint8), tf.int32),
-        )
-        # Grey and grey+alpha hold ids; RGB, RGBA and palette PNGs (decoded to RGB) hold colours.
-        grey = tf.logical_or(tf.equal(colour_type, 0), tf.equal(colour_type, 4))
-
-        def colours():
-            rgb = image[..., :3]
-            rgb = tf.where(tf.equal(bit_depth, 16), rgb // 257, rgb)
-            return self.colours_to_ids(rgb, what)
-
-        return tf.cond(grey, lambda: image[..., 0], colours)
+            return tf.identity(height), tf.identity(width)
 
     def decode_label_pngs(self, png, what="label_png_bytes"):
-        height, width, bit_depth, colour_type = self.png_header(png, what)
+        """(N,) label PNGs of one size -> (N, H, W) int32 raw ids, by the rule of `spade_tf.data.labels`."""
+        height, width = self.png_header(png, what)
         same = tf.debugging.Assert(
             tf.reduce_all(tf.equal(height, height[0]) & tf.equal(width, width[0])),
             [
@@ -269,12 +216,16 @@ class _Signatures:
         )
         with tf.control_dependencies([same, self.check_size(height[0], width[0], what)]):
             png = tf.identity(png)
-        labels = tf.map_fn(
-            lambda args: self.decode_label_png(args[0], args[1], args[2], what),
-            (png, bit_depth, colour_type),
+        palette = self.info.palette
+        hint = (
+            "Paint with the model's palette colours (metadata.json palette) or send ids (grey or "
+            "palette-indexed PNG)."
+        )
+        return tf.map_fn(
+            lambda one: label_maps.decode_label_png_tf(one, palette, what, hint, strict_colours=True),
+            png,
             fn_output_signature=tf.TensorSpec([None, None], tf.int32),
         )
-        return labels
 
     def decode_style_pngs(self, data, what="style_png_bytes"):
         """(N,) PNG or JPEG strings, any sizes -> (N, s, s, 3) float 0..255 at the encoder's input size.
@@ -282,7 +233,7 @@ class _Signatures:
         Resizing here (bilinear, as the encoder does) lets images of different sizes form one batch; the
         encoder's own [-1, 1] scaling commutes with it.
         """
-        ok = tf.equal(tf.strings.substr(data, 0, 8), PNG_MAGIC) | tf.equal(
+        ok = tf.equal(tf.strings.substr(data, 0, 8), label_maps.PNG_SIGNATURE) | tf.equal(
             tf.strings.substr(data, 0, 3), JPEG_MAGIC
         )
         check = tf.debugging.Assert(
@@ -336,17 +287,18 @@ class _Signatures:
 def serving_synthesizer(synthesizer, gather_impl):
     """The synthesizer with a generator whose fast SPADE path runs without XLA.
 
-    The Keras generator's fast path (`fast=True`, `gather_impl="xla"`) gathers through XLA-compiled
-    functions: TF Serving refuses those unless started with `--xla_cpu_compilation_enabled` (and its GPU
-    image has no XLA compiler at all), and TFLite and ONNX have no XLA. The export copies the generator
-    with the same weights and another implementation of the same sums: "segment_sum" for SavedModels,
-    "gather_sum" for TFLite and ONNX (see `spade_tf.models.normalization.gather_conv_relu`). A generator built
-    with `fast=False` stays plain.
+    A generator whose fast path gathers with `gather_impl="xla"` runs XLA-compiled functions: TF Serving
+    refuses those unless started with `--xla_cpu_compilation_enabled` (and its GPU image has no XLA
+    compiler at all), and TFLite and ONNX have no XLA. The export copies the generator with the same
+    weights and another implementation of the same sums: "segment_sum" for SavedModels, "gather_sum" for
+    TFLite and ONNX (see `spade_tf.models.fast_spade.gather_conv_relu`). A generator built with
+    `spade={"fast": False}` stays plain.
     """
     g = synthesizer.generator
-    if not getattr(g, "fast", False) or g.gather_impl == gather_impl:
+    spade = g.head_0.norm_0  # every SPADE layer has the same options
+    if not spade.fast or spade.gather_impl == gather_impl:
         return synthesizer
-    copy_ = g.__class__.from_config({**g.get_config(), "gather_impl": gather_impl})
+    copy_ = g.__class__.from_config({**g.get_config(), "spade": {**g.spade, "gather_impl": gather_impl}})
     copy_.build()
     by_path = {v.path: v for v in g.weights}
     if sorted(by_path) != sorted(v.path for v in copy_.weights):
@@ -466,14 +418,6 @@ def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
     return final
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _versions(export_dir):
     return sorted(
         int(d) for d in os.listdir(export_dir) if d.isdigit() and os.path.isdir(os.path.join(export_dir, d))
@@ -519,7 +463,10 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
         files["onnx"] = rel(onnx)
     meta = {
         "model": info.to_json(),
-        "source": {"path": source, "sha256": _sha256(source) if source and os.path.isfile(source) else None},
+        "source": {
+            "path": source,
+            "sha256": file_sha256(source) if source and os.path.isfile(source) else None,
+        },
         "options": synthesizer.options,
         "signatures": signatures,
         "tflite_signatures": tflite_signature_json(info),
@@ -527,9 +474,11 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
         "labels": {
             "ids": f"0..{info.num_classes - 1}"
             + (
-                f"; don't care: {info.num_classes} or {DONTCARE_VALUE}" if info.contain_dontcare_label else ""
+                f"; don't care: {info.num_classes} or {label_maps.DONTCARE_VALUE}"
+                if info.contain_dontcare_label
+                else ""
             ),
-            "png": "1-channel 8/16-bit PNG of ids, or RGB(A) PNG painted in 'palette' colours (row i = id i)",
+            "png": f"{label_maps.LABEL_PNG_KINDS} ('palette' row i = the colour of id i; see spade_tf.data.labels)",
             "seeds": "VAE: z = tf.random.stateless_normal([latent_dim], seed=[seed, 0])",
         },
         "spade_tf_version": _spade_tf_version(),
@@ -678,7 +627,7 @@ def export_onnx(synthesizer, out_dir, opset=ONNX_OPSET):
         The .onnx path.
     """
     try:
-        import tf2onnx
+        import tf2onnx  # optional dependency: only --onnx needs it
     except ImportError as e:
         raise ImportError(
             "ONNX export needs tf2onnx (and onnxruntime to run the file): pip install -r requirements-onnx.txt"

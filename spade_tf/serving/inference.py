@@ -26,11 +26,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from spade_tf.data import labels as label_maps
 from spade_tf.data.palette import default_colormap
 from spade_tf.data.semantics import make_semantics
 from spade_tf.models.bundle import load_bundle
 
-DONTCARE_VALUE = 255
 MODEL_FILE = "model.keras"
 
 
@@ -65,7 +65,7 @@ class ModelInfo:
     @property
     def label_channels(self):
         """One-hot channels: num_classes, plus the don't-care channel."""
-        return self.num_classes + int(self.contain_dontcare_label)
+        return label_maps.label_channels(self.num_classes, self.contain_dontcare_label)
 
     def to_json(self):
         d = dataclasses.asdict(self)
@@ -112,7 +112,7 @@ def model_info(bundle):
     palette = palette[: len(names)]
     if len(palette) < len(names):
         palette = np.concatenate([palette, default_colormap(len(names))[len(palette) :]])
-    expected = num_classes + int(dontcare) + int(instances)
+    expected = label_maps.semantic_channels(num_classes, dontcare, instances)
     if g.semantic_channels != expected:
         raise ValueError(
             f"the bundle's generator takes {g.semantic_channels} semantic channels but its options give "
@@ -176,10 +176,9 @@ class Synthesizer:
 
     def label_ids(self, labels):
         """int labels -> int32 ids; raw 255 becomes the don't-care id when the model has one."""
-        labels = tf.cast(labels, tf.int32)
-        if self.info.contain_dontcare_label:
-            labels = tf.where(labels == DONTCARE_VALUE, self.info.num_classes, labels)
-        return labels
+        return label_maps.dontcare_to_id(
+            tf.cast(labels, tf.int32), self.info.num_classes, self.info.contain_dontcare_label
+        )
 
     def semantics(self, labels, instances=None):
         """(N, H, W) label ids (and instance ids) -> the generator's one-hot (+ edge) input."""
@@ -247,14 +246,11 @@ class Synthesizer:
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"{what}: expected integer ids, got dtype {labels.dtype}.")
         self.check_size(labels.shape[1], labels.shape[2], what)
-        ok = (labels >= 0) & (labels < self.info.num_classes)
-        if self.info.contain_dontcare_label:
-            ok |= (labels == self.info.num_classes) | (labels == DONTCARE_VALUE)
+        info = self.info
+        ok = label_maps.valid_ids(labels, info.num_classes, info.contain_dontcare_label)
         if not ok.all():
             bad = np.unique(labels[~ok])[:8].tolist()
-            allowed = f"0..{self.info.num_classes - 1}"
-            if self.info.contain_dontcare_label:
-                allowed += f", {self.info.num_classes} or {DONTCARE_VALUE} (don't care)"
+            allowed = label_maps.allowed_ids(info.num_classes, info.contain_dontcare_label)
             raise ValueError(f"{what}: ids {bad} are out of range; this model takes {allowed}.")
         return labels
 

@@ -1,6 +1,6 @@
 """Serve an exported SPADE model over HTTP: TF Serving's REST API and the paint-a-scene page (GauGAN's demo).
 
-    python -m spade_tf.serving.server --model exports/demo            # then open http://127.0.0.1:8501/
+    python serve.py --model exports/demo            # then open http://127.0.0.1:8501/
 
 `--model` is an export folder written by `spade_tf.serving.export_lib.export_saved_model` (TF Serving's model base
 path: `<dir>/<version>/` SavedModels and `metadata.json`). The highest numeric version is served unless
@@ -9,8 +9,8 @@ for TF Serving, not a production server (put TF Serving behind the page for that
 
 Endpoints (the `/v1` ones speak TF Serving's REST API, https://www.tensorflow.org/tfx/serving/api_rest):
 
-    GET  /                                       the painter (spade_tf/static/index.html)
-    GET  /static/<file>                          files of spade_tf/static only
+    GET  /                                       the painter (spade_tf/serving/static/index.html)
+    GET  /static/<file>                          files of spade_tf/serving/static only
     GET  /v1/models/<name>[/versions/<v>]        model status
     GET  /v1/models/<name>[/versions/<v>]/metadata         signature defs, as TF Serving returns them
     GET  /v1/models/<name>[/versions/<v>]/spade_metadata   the export's metadata.json (classes, palette, ...)
@@ -21,7 +21,6 @@ Errors are JSON `{"error": "<message>"}`: 400 bad request (JSON, signature, inpu
 `--max_body_bytes`, 503 busy (more than `--max_concurrent` running and `--max_queue` waiting).
 """
 
-import argparse
 import base64
 import binascii
 import contextlib
@@ -30,15 +29,14 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 METADATA_FILE = "metadata.json"
@@ -120,9 +118,6 @@ def find_version(export_dir, version=None):
 
 def _signature_defs_json(saved_model_dir, names):
     """The signature defs of `saved_model.pb` (serve tag) as TF Serving's metadata API writes them."""
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
-
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(saved_model_dir, SAVED_MODEL_FILE), "rb") as f:
         proto.ParseFromString(f.read())
@@ -809,7 +804,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-# -- command line -------------------------------------------------------------------------------------------
+# -- the server -------------------------------------------------------------------------------------------
 
 
 def make_server(
@@ -823,7 +818,17 @@ def make_server(
     max_queue=8,
     queue_timeout_s=30.0,
 ):
-    """Loads the model and binds the server (call `serve_forever()` on it). Arguments as the flags."""
+    """Loads the model and binds the server (call `serve_forever()` on it); serve.py's flags are these arguments.
+
+    Args:
+        export_dir: the export folder (`<dir>/<version>/` SavedModels and metadata.json).
+        host, port: the address to listen on.
+        model_name: the <name> in /v1/models/<name>.
+        version: the version to serve; None: the highest.
+        max_body_bytes: larger request bodies get 413.
+        max_concurrent, max_queue, queue_timeout_s: predictions running at once, waiting, and the longest
+            wait; beyond them a request gets 503.
+    """
     servable = ModelServable(
         export_dir,
         name=model_name,
@@ -833,71 +838,3 @@ def make_server(
         queue_timeout_s=queue_timeout_s,
     )
     return SpadeHTTPServer((host, port), servable, max_body_bytes=max_body_bytes)
-
-
-def _parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m spade_tf.serving.server",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--model", required=True, help="export folder (holding 1/, 2/, ... and metadata.json)"
-    )
-    parser.add_argument("--version", type=int, default=None, help="version to serve (default: the highest)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port (TF Serving's REST port is 8501)"
-    )
-    parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME, help="the <name> in /v1/models/<name>")
-    parser.add_argument(
-        "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies: 413"
-    )
-    parser.add_argument("--max_concurrent", type=int, default=2, help="predictions running at once")
-    parser.add_argument("--max_queue", type=int, default=8, help="predictions waiting; more get 503 at once")
-    parser.add_argument(
-        "--queue_timeout_s", type=float, default=30.0, help="longest wait in the queue (then 503)"
-    )
-    return parser
-
-
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        server = make_server(
-            args.model,
-            host=args.host,
-            port=args.port,
-            model_name=args.model_name,
-            version=args.version,
-            max_body_bytes=args.max_body_bytes,
-            max_concurrent=args.max_concurrent,
-            max_queue=args.max_queue,
-            queue_timeout_s=args.queue_timeout_s,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"spade_tf.serving.server: error: {e}")
-    except OSError as e:
-        sys.exit(
-            f"spade_tf.serving.server: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}"
-        )
-    servable = server.servable
-    log.info(
-        "serving %s version %d as '%s' (signatures: %s)",
-        servable.export_dir,
-        servable.version,
-        servable.name,
-        ", ".join(sorted(servable.signatures)),
-    )
-    log.info("painter: %s/   predict: %s/v1/models/%s:predict", server.url, server.url, servable.name)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
-
-if __name__ == "__main__":
-    main()

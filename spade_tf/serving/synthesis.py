@@ -17,7 +17,6 @@ Every input file is read and checked before the first synthesis, and all problem
 each naming its file and the fix.
 """
 
-import copy
 import dataclasses
 import os
 
@@ -25,11 +24,15 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from spade_tf.data.check import ID_MODES, RGB_MODES
+from spade_tf.config import base_config, upgrade_config, validate
+from spade_tf.data import check, layouts
+from spade_tf.data import labels as label_maps
+from spade_tf.data import setup as data_setup
 from spade_tf.data.layouts import IMAGE_EXTENSIONS, LABEL_EXTENSIONS
-from spade_tf.data.palette import Palette, colorize, rgb_to_ids
+from spade_tf.data.palette import colorize
+from spade_tf.data.transforms import resize_bicubic, resize_nearest
 from spade_tf.serving import gallery
-from spade_tf.serving.inference import DONTCARE_VALUE, Synthesizer, load_synthesizer
+from spade_tf.serving.inference import Synthesizer, load_synthesizer
 
 # The official dataset_mode names (as convert.py --dataset) -> (our layout, the official test preprocessing).
 OFFICIAL_DATASETS = {
@@ -115,18 +118,6 @@ def _by_stem(folder, extensions):
     return found
 
 
-def _open_image(path):
-    """(PIL mode, numpy pixels) of a fully decoded file; ValueError naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now, so a truncated file fails here and not halfway through synthesis
-            return img.mode, np.asarray(img)
-    except Exception as e:  # any PIL failure means the file is unusable
-        raise ValueError(
-            f"{path}: cannot be read as an image ({type(e).__name__}: {e}); re-export it or remove it."
-        ) from None
-
-
 def read_rgb(path):
     """Any image file -> (H, W, 3) uint8 RGB; ValueError naming the file when it cannot be read."""
     try:
@@ -138,65 +129,44 @@ def read_rgb(path):
         ) from None
 
 
-class _ColourLookup:
-    """Model display colours -> class ids, for label maps painted in the model's palette.
-
-    Where two ids share a colour (the black of id 0 and of the don't-care label in the official colour
-    map) the lower id wins: a painted label map cannot tell them apart, and a real class is the likelier.
-    """
-
-    def __init__(self, info):
-        colors = np.asarray(info.palette, np.uint8)
-        keys = [tuple(c) for c in colors.tolist()]
-        first = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        self.ids = np.array(sorted(first.values()), np.int32)
-        self.palette = Palette(names=[info.class_names[i] for i in self.ids], colors=colors[self.ids])
-
-    def __call__(self, rgb, path):
-        try:
-            return self.ids[rgb_to_ids(rgb, self.palette, path_for_errors=path)]
-        except ValueError as e:
-            hint = ""
-            if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-                hint = " If the file holds class ids as grey RGB, save it as a one-channel (mode L) PNG."
-            raise ValueError(
-                f"{e}. Colour label maps must use this model's display colours (the input_label column of "
-                f"its gallery).{hint}"
-            ) from None
-
-
-def read_label_ids(path, model, lookup=None):
+def read_label_ids(path, model):
     """One label PNG -> (H, W) int64 model ids, not yet checked against the model's range.
 
-    One-channel PNGs (8/16-bit grey, or palette-indexed: the index is the id, as officially) hold ids;
-    RGB(A) PNGs are colours in the model's palette. Raw 255 becomes the don't-care id when the model has one.
+    Read by the rule of `spade_tf.data.labels`, as training and the exported signatures read it: grey and
+    palette-indexed PNGs (the index is the id) hold ids, RGB(A) PNGs colours of the model's palette (where
+    two ids share a colour, the lower wins). Raw 255 becomes the don't-care id when the model has one.
     """
-    mode, pixels = _open_image(path)
-    if mode in ID_MODES:
-        ids = pixels.astype(np.int64)
-    elif mode in RGB_MODES:
-        ids = (lookup or _ColourLookup(model.info))(pixels[..., :3], path).astype(np.int64)
-    else:
+    info = model.info
+    try:
+        label = label_maps.read_label(path)
+    except label_maps.UnreadableLabelError as e:
+        raise ValueError(f"{e}; re-export it or remove it.") from None
+    try:
+        ids = label_maps.label_ids(label, info.palette)
+    except ValueError as e:
+        hint = ""
+        rgb = label.values
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            hint = " If the file holds class ids as grey RGB, save it as a one-channel (mode L) PNG."
         raise ValueError(
-            f"{path}: label map has PIL mode {mode}; expected one channel of class ids (mode L, P or 16-bit I) "
-            "or colours (RGB) in the model's palette. Re-save it as an 8-bit grayscale PNG of class ids."
-        )
-    if model.info.contain_dontcare_label:
-        ids[ids == DONTCARE_VALUE] = model.info.num_classes
-    # int64 until checked: 32-bit maps may hold values that int32 would wrap into the valid range.
-    return ids
+            f"{e}. Colour label maps must use this model's display colours (the input_label column of "
+            f"its gallery).{hint}"
+        ) from None
+    # int64 until checked: 16-bit maps may hold values that a narrower type would wrap into the valid range.
+    return label_maps.dontcare_to_id(ids, info.num_classes, info.contain_dontcare_label)
 
 
 def _read_instance(path):
-    mode, pixels = _open_image(path)
-    if mode not in ID_MODES:
+    try:
+        instance = label_maps.read_label(path)
+    except label_maps.UnreadableLabelError as e:
+        raise ValueError(f"{e}; re-export it or remove it.") from None
+    if instance.holds_colours:
         raise ValueError(
-            f"{path}: instance map has PIL mode {mode}; expected one channel of instance ids (mode L or 16-bit I). "
-            "Re-save it as a grayscale PNG."
+            f"{path}: instance map is {instance.mode} (colours); expected one channel of instance ids (8- or "
+            "16-bit grey). Re-save it as a grayscale PNG."
         )
-    return pixels.astype(np.int32)
+    return instance.values.astype(np.int32)
 
 
 def target_size(model, height, width):
@@ -211,21 +181,17 @@ def target_size(model, height, width):
 
 
 def _resize_nearest(x, size):
-    from spade_tf.data.transforms import resize_nearest
-
     return resize_nearest(tf.convert_to_tensor(x), size).numpy()
 
 
 def _resize_bicubic(image, size):
-    from spade_tf.data.transforms import resize_bicubic
-
     return resize_bicubic(tf.convert_to_tensor(image), size).numpy()
 
 
-def _read_example(model, path, instances_dir, instances, images, resize, lookup):
+def _read_example(model, path, instances_dir, instances, images, resize):
     """One label file with its partners -> `LabelMap`; ValueError naming the file on the first problem."""
     name = _stem(path)
-    label = read_label_ids(path, model, lookup)
+    label = read_label_ids(path, model)
     original = label.shape
     size = target_size(model, *original)
     if size != original:
@@ -309,11 +275,10 @@ def load_label_folder(
                 f"none of the label files has a photo of the same name in {images_dir}; photos are matched to "
                 f"label maps by file name without extension (e.g. {_stem(paths[0])}.jpg)."
             )
-    lookup = _ColourLookup(info)
     items, problems = [], []
     for path in paths:
         try:
-            items.append(_read_example(model, path, instances_dir, instances, images, resize, lookup))
+            items.append(_read_example(model, path, instances_dir, instances, images, resize))
         except ValueError as e:
             problems.append(str(e))
     resized = [item.source for item in items if item.resized]
@@ -344,13 +309,10 @@ def data_config(model, dataset=None, dataset_root=None):
     needs `dataset` (one of OFFICIAL_DATASETS) and `dataset_root`; the data settings then come from the
     bundle's official options and the official dataset defaults.
     """
-    import ml_collections
-
-    from spade_tf.training.config import base_config, validate
-
     options = model.options
     if "config" in options:
-        config = ml_collections.ConfigDict(copy.deepcopy(options["config"]))
+        # Stored by the training run, possibly by an older spade_tf: read in today's layout.
+        config = upgrade_config(options["config"])
         if dataset:
             raise ValueError(
                 f"dataset={dataset!r} is for models converted from official checkpoints; this model was trained "
@@ -405,9 +367,6 @@ def load_split(model, split, dataset=None, dataset_root=None, limit=0, batch_siz
     Raises:
         ValueError: bad arguments; spade_tf.data.check.DatasetError: unreadable or out-of-range files.
     """
-    from spade_tf.data import check, layouts
-    from spade_tf.training import train_lib
-
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not valid; choose one of: {', '.join(SPLITS)}.")
     config = data_config(model, dataset, dataset_root)
@@ -415,7 +374,7 @@ def load_split(model, split, dataset=None, dataset_root=None, limit=0, batch_siz
     name = d.train_split if split == "train" else d.val_split
     # prepare_data scans the training split; pointing both at the wanted one also works where only it exists.
     d.train_split = d.val_split = name
-    setup = train_lib.prepare_data(config, run_check=False, out=out)
+    setup = data_setup.prepare_data(config, run_check=False, out=out)
     scan = setup.train
     examples = scan.examples[:limit] if limit else scan.examples
     if scan.unpaired:
@@ -428,7 +387,7 @@ def load_split(model, split, dataset=None, dataset_root=None, limit=0, batch_siz
         palette=setup.decode_palette,
     )
     check.require_valid(report)
-    ds = train_lib.make_dataset(config, setup, examples, training=False, batch_size=batch_size, repeat=False)
+    ds = data_setup.make_dataset(config, setup, examples, training=False, batch_size=batch_size, repeat=False)
     items = []
     try:
         for batch in ds:

@@ -15,7 +15,7 @@ spectral-norm `weight_v` (in*kh*kw, flattened in (in, kh, kw) order) <->
 synchronized BN does not even increment them); they are accepted on the way
 in and written as 0 on the way out.
 
-Command line (see README): `python -m spade_tf.tools.convert --dataset ade20k
+Command line (see README): `python convert.py --dataset ade20k
 --checkpoint_dir checkpoints/ade20k_pretrained --output ade20k.keras`.
 """
 
@@ -27,10 +27,16 @@ import re
 import numpy as np
 
 from spade_tf.data.semantics import semantic_channels
+from spade_tf.models.bundle import load_bundle, save_bundle
+from spade_tf.models.conv import Conv2D
 from spade_tf.models.discriminator import MultiscaleDiscriminator
 from spade_tf.models.encoder import ConvEncoder
 from spade_tf.models.generator import UPSAMPLING_CHOICES, SPADEGenerator
-from spade_tf.models.normalization import Conv2D, ParamFreeBatchNorm, check_choice
+from spade_tf.models.normalization import ParamFreeBatchNorm
+
+# Re-exported: part of the converter's documented API (convert.StateDictMismatch, convert.load_state_dict).
+from spade_tf.models.state_dict import StateDictMismatch, load_state_dict, save_state_dict  # noqa: F401
+from spade_tf.utils import check_choice
 
 # Official defaults (BaseOptions / TrainOptions / SPADEGenerator.modify_commandline_options).
 OFFICIAL_DEFAULTS = {
@@ -82,10 +88,6 @@ DATASET_PRESETS = {
 _BOOL_OPTIONS = ("contain_dontcare_label", "no_instance", "use_vae")
 _INT_OPTIONS = ("label_nc", "ngf", "ndf", "crop_size", "z_dim", "num_D", "n_layers_D")
 _NORM_CHOICES = {"syncbatch": "sync_batch", "batch": "batch", "instance": "instance"}
-
-
-class StateDictMismatch(ValueError):
-    """The state dict does not fit the model the options describe."""
 
 
 def _to_bool(name, value):
@@ -153,9 +155,8 @@ def generator_kwargs(options):
         aspect_ratio=opts["aspect_ratio"],
         use_vae=opts["use_vae"],
         latent_dim=opts["z_dim"],
-        param_free_norm=norm,
         use_spectral_norm=use_sn,
-        spade_kernel_size=kernel,
+        spade=dict(param_free_norm=norm, kernel_size=kernel),
     )
 
 
@@ -420,8 +421,9 @@ def official_options_of(generator, discriminator=None):
     by the model alone; the options saved with a converted bundle keep them.
     """
     use_sn = "spectral" if generator.use_spectral_norm else ""
-    norm = {v: k for k, v in _NORM_CHOICES.items()}[generator.param_free_norm]
-    k = generator.spade_kernel_size
+    spade = generator.head_0.norm_0  # every SPADE layer has the same options
+    norm = {v: k for k, v in _NORM_CHOICES.items()}[spade.param_free_norm_kind]
+    k = spade.kernel_size
     opts = {
         "ngf": generator.base_filters,
         "num_upsampling_layers": generator.num_upsampling_layers,
@@ -444,38 +446,6 @@ def official_options_of(generator, discriminator=None):
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
-
-
-def load_state_dict(path):
-    """Reads an official state dict from a `.pth` (needs torch) or `.npz` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"state dict file not found: {path}")
-    if path.endswith(".npz"):
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    if path.endswith((".pth", ".pt")):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(
-                f"reading {path} needs PyTorch (pip install -r requirements-torch.txt), "
-                "or convert it to .npz with the same keys elsewhere."
-            ) from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
-        return {k: v.detach().cpu().numpy() for k, v in state.items()}
-    raise ValueError(f"{path}: expected a .pth or .npz state dict.")
-
-
-def save_state_dict(state_dict, path):
-    """Writes a state dict as `.npz`, or `.pth` (needs torch) for the official code."""
-    if path.endswith(".pth"):
-        import torch
-
-        torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
-    else:
-        np.savez(path, **state_dict)
 
 
 def read_options_file(path, section=None):
@@ -558,8 +528,6 @@ def convert_official(options, paths, output):
     Returns:
         The written bundle path.
     """
-    from spade_tf.models.bundle import save_bundle
-
     opts = normalize_options(options)
     # Read and check everything before the (slow) full-size build of the others.
     states = {net: load_state_dict(path) for net, path in paths.items() if path}
@@ -580,8 +548,6 @@ def export_official(bundle_path, output_dir, file_format="npz", which_epoch="lat
     Returns:
         The list of written paths.
     """
-    from spade_tf.models.bundle import load_bundle
-
     if file_format not in ("npz", "pth"):
         raise ValueError(f"file_format={file_format!r}: choose 'npz' or 'pth'.")
     bundle = load_bundle(bundle_path)

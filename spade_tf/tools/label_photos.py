@@ -33,8 +33,8 @@ import shutil
 import numpy as np
 from PIL import Image, ImageOps
 
-from spade_tf.data.check import DONTCARE_VALUE
-from spade_tf.data.palette import Palette, default_colormap, save_palette
+from spade_tf.data.labels import DONTCARE_VALUE
+from spade_tf.data.palette import Palette, default_colormap, load_palette, save_palette
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 REPORT_FILE = "label_report.json"
@@ -147,8 +147,6 @@ def read_class_names(path):
         (names, colors): a tuple of names, and (K, 3) uint8 colours when the file is a palette
         file, else None.
     """
-    from spade_tf.data.palette import load_palette
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -312,6 +310,190 @@ def _check_fraction(name, value, upper_inclusive=True):
         raise ValueError(f"{name}={value!r} must be in {bound}")
 
 
+def _check_settings(segmenter, val_fraction, min_confidence, min_coverage, pixel_threshold, resize_shorter):
+    """Refuses settings out of range, and confidence filters for a segmenter that gives no confidences."""
+    _check_fraction("val_fraction", val_fraction, upper_inclusive=False)
+    _check_fraction("min_confidence", min_confidence)
+    _check_fraction("min_coverage", min_coverage)
+    _check_fraction("pixel_threshold", pixel_threshold)
+    if isinstance(resize_shorter, bool) or not isinstance(resize_shorter, int) or resize_shorter < 0:
+        raise ValueError(f"resize_shorter={resize_shorter!r} must be a non-negative integer (0 = no resize)")
+    confident = getattr(segmenter, "output", None) != "ids"
+    if not confident and (min_confidence > 0 or (min_coverage > 0 and pixel_threshold > 0)):
+        raise ValueError(
+            "the segmenter outputs ids without confidences, so min_confidence and the pixel_threshold of "
+            "min_coverage cannot apply; set min_confidence=0 and pixel_threshold=0, or use its logits or "
+            "probabilities"
+        )
+
+
+def _classes(segmenter, class_names, colors):
+    """(class names or None, number of classes or None): the names checked against the segmenter's classes.
+
+    Args:
+        segmenter: its `num_classes` (None when it does not know) must match the names.
+        class_names: a name per class id, or None.
+        colors: display colours, one per name, or None.
+    """
+    num_classes = segmenter.num_classes
+    if class_names is not None:
+        class_names = tuple(str(n) for n in class_names)
+        if num_classes is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"{len(class_names)} class names given but the segmenter gives {num_classes} classes"
+                f"{' after its class map' if getattr(segmenter, 'class_map', None) is not None else ''}; "
+                "give one name per class id"
+            )
+        num_classes = len(class_names)
+    if colors is not None and class_names is not None and len(colors) != len(class_names):
+        raise ValueError(
+            f"{len(colors)} colours for {len(class_names)} class names; give one colour per class"
+        )
+    return class_names, num_classes
+
+
+def _input_photos(photos_dir, output_dir, recursive):
+    """The photos to label; the output's own splits are never input, even inside the photos folder."""
+    photos = find_photos(
+        photos_dir, recursive, exclude=[output_dir, *(os.path.join(output_dir, s) for s in SPLITS)]
+    )
+    if not photos:
+        raise FileNotFoundError(
+            f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in {photos_dir}"
+            + ("" if recursive else "; pass recursive=True (--recursive) to search sub-folders")
+        )
+    return photos
+
+
+@dataclasses.dataclass
+class _Photo:
+    """A photo read for segmentation: its file, output name and split, and the pixels segmented."""
+
+    path: str
+    name: str
+    split: str
+    pixels: np.ndarray  # RGB uint8, as segmented and written
+    unchanged: bool  # the file's pixels as stored: the file is copied, not re-encoded
+
+
+def _segmented_photos(segmenter, photos, names, splits, resize_shorter, skip):
+    """Reads the photos and segments them in batches: yields (photo, ids, confidence or None) per photo.
+
+    Photos of one size share a forward pass of up to the segmenter's `batch_size`; a size change starts a
+    new batch. A photo whose output name is taken, or that cannot be read, goes to `skip` instead.
+
+    Args:
+        segmenter: what predicts (see `label_photos`).
+        photos, names, splits: each photo's path, output name and split.
+        resize_shorter: see `label_photos`.
+        skip: called as skip(photo path, reason, detail) for a photo left out here.
+    """
+    batch_size = int(getattr(segmenter, "batch_size", 8))
+    seen_names = set()  # lower-cased: two names differing only in case collide on some file systems
+    batch = []
+    for path, name, split in zip(photos, names, splits):
+        if name.lower() in seen_names:
+            skip(path, "duplicate_name", f"another photo already gives the output name {name!r}; rename one")
+            continue
+        seen_names.add(name.lower())
+        try:
+            pixels, unchanged = _read_photo(path, resize_shorter)
+        except Exception as e:  # any PIL failure: report the photo and go on with the rest
+            skip(path, "unreadable", f"{type(e).__name__}: {e}")
+            continue
+        if batch and (batch[0].pixels.shape != pixels.shape or len(batch) >= batch_size):
+            yield from _segment_batch(segmenter, batch)
+            batch = []
+        batch.append(_Photo(path, name, split, pixels, unchanged))
+    if batch:
+        yield from _segment_batch(segmenter, batch)
+
+
+def _segment_batch(segmenter, batch):
+    """One forward pass over photos of one size: (photo, ids, confidence or None) per photo."""
+    ids, conf = segmenter.predict(np.stack([photo.pixels for photo in batch]))
+    for i, photo in enumerate(batch):
+        yield photo, ids[i], None if conf is None else conf[i]
+
+
+def _check_ids(photo, ids, valid, num_classes):
+    """Refuses a prediction with an id below 0, or past the named classes (don't-care pixels aside)."""
+    if ids.size and (ids.min() < 0 or (num_classes is not None and ids[valid].max(initial=0) >= num_classes)):
+        bad = int(ids.min()) if ids.min() < 0 else int(ids[valid].max())
+        raise ValueError(
+            f"{photo}: the segmenter predicted class id {bad}, outside 0..{num_classes - 1} "
+            f"(the {num_classes} class names); give a name per id the network predicts, or a class map"
+        )
+
+
+def _judge(valid, conf, min_confidence, min_coverage, pixel_threshold):
+    """Whether to keep a segmented photo: (mean confidence or None, coverage, skip reason or None, detail).
+
+    Args:
+        valid: (H, W) bool, the pixels that are not don't-care.
+        conf: (H, W) per-pixel confidence, or None for a segmenter that outputs ids.
+        min_confidence, min_coverage, pixel_threshold: see `label_photos`.
+    """
+    usable = valid if conf is None else valid & (conf >= pixel_threshold)
+    coverage = float(usable.mean())
+    mean_conf = None if conf is None else float(conf.mean())
+    if mean_conf is not None and mean_conf < min_confidence:
+        detail = f"mean confidence {mean_conf:.3f} < min_confidence {min_confidence}"
+        return mean_conf, coverage, "low_confidence", detail
+    if coverage < min_coverage:
+        detail = (
+            f"{100 * coverage:.1f}% usable pixels (not don't-care, confidence >= {pixel_threshold}) "
+            f"< min_coverage {100 * min_coverage:.1f}%"
+        )
+        return mean_conf, coverage, "low_coverage", detail
+    return mean_conf, coverage, None, ""
+
+
+class _ClassCounts:
+    """Pixels per class id, label maps per class id, and don't-care pixels over the written label maps."""
+
+    def __init__(self, num_classes):
+        self.pixels = np.zeros(max(num_classes or 0, 1), np.int64)
+        self.images = np.zeros_like(self.pixels)
+        self.ignore_pixels = 0
+
+    def add(self, ids, valid):
+        counts = np.bincount(ids[valid].ravel(), minlength=len(self.pixels))
+        if len(counts) > len(self.pixels):  # ids past the known classes (the segmenter did not say how many)
+            self.pixels = np.pad(self.pixels, (0, len(counts) - len(self.pixels)))
+            self.images = np.pad(self.images, (0, len(counts) - len(self.images)))
+        self.pixels[: len(counts)] += counts
+        self.images[: len(counts)] += counts > 0
+        self.ignore_pixels += int((~valid).sum())
+
+    def num_classes(self):
+        """The classes seen: up to the highest id with a pixel."""
+        return max(int(np.flatnonzero(self.pixels).max(initial=0)) + 1, 1)
+
+
+def _write_palette(output_dir, class_names, colors, num_classes):
+    """Writes palette.json: the class names (default class_<i>) and colours (default `default_colormap`).
+
+    Returns:
+        The names written.
+    """
+    names = class_names or tuple(f"class_{i}" for i in range(num_classes))
+    colors = default_colormap(num_classes) if colors is None else np.asarray(colors)
+    _atomic(
+        os.path.join(output_dir, PALETTE_FILE),
+        lambda tmp: save_palette(Palette(names=names, colors=colors), tmp),
+    )
+    return names
+
+
+def _write_json(path, data):
+    def dump(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+
+    _atomic(path, dump)
+
+
 def label_photos(
     segmenter,
     photos_dir,
@@ -362,139 +544,48 @@ def label_photos(
     """
     photos_dir = os.path.abspath(os.fspath(photos_dir))
     output_dir = os.path.abspath(os.fspath(output_dir))
-    _check_fraction("val_fraction", val_fraction, upper_inclusive=False)
-    _check_fraction("min_confidence", min_confidence)
-    _check_fraction("min_coverage", min_coverage)
-    _check_fraction("pixel_threshold", pixel_threshold)
-    if isinstance(resize_shorter, bool) or not isinstance(resize_shorter, int) or resize_shorter < 0:
-        raise ValueError(f"resize_shorter={resize_shorter!r} must be a non-negative integer (0 = no resize)")
-    confident = getattr(segmenter, "output", None) != "ids"
-    if not confident and (min_confidence > 0 or (min_coverage > 0 and pixel_threshold > 0)):
-        raise ValueError(
-            "the segmenter outputs ids without confidences, so min_confidence and the pixel_threshold of "
-            "min_coverage cannot apply; set min_confidence=0 and pixel_threshold=0, or use its logits or "
-            "probabilities"
-        )
+    _check_settings(segmenter, val_fraction, min_confidence, min_coverage, pixel_threshold, resize_shorter)
     if not os.path.isdir(photos_dir):
         raise FileNotFoundError(f"photos folder {photos_dir} does not exist")
-
-    num_classes = segmenter.num_classes
-    if class_names is not None:
-        class_names = tuple(str(n) for n in class_names)
-        if num_classes is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"{len(class_names)} class names given but the segmenter gives {num_classes} classes"
-                f"{' after its class map' if getattr(segmenter, 'class_map', None) is not None else ''}; "
-                "give one name per class id"
-            )
-        num_classes = len(class_names)
-    if colors is not None and class_names is not None and len(colors) != len(class_names):
-        raise ValueError(
-            f"{len(colors)} colours for {len(class_names)} class names; give one colour per class"
-        )
+    class_names, num_classes = _classes(segmenter, class_names, colors)
     ignore_id = int(getattr(segmenter, "ignore_id", DONTCARE_VALUE))
-
-    # The output's own splits are never input, even when the output folder lies in the photos folder.
-    photos = find_photos(
-        photos_dir, recursive, exclude=[output_dir, *(os.path.join(output_dir, s) for s in SPLITS)]
-    )
-    if not photos:
-        raise FileNotFoundError(
-            f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in {photos_dir}"
-            + ("" if recursive else "; pass recursive=True (--recursive) to search sub-folders")
-        )
+    photos = _input_photos(photos_dir, output_dir, recursive)
     _prepare_output(output_dir, photos_dir, overwrite)
     names = _output_names(photos, photos_dir)
     splits = _split_of(len(photos), val_fraction, seed)
-    out(
-        f"Labelling {len(photos)} photos from {photos_dir} with {getattr(segmenter, 'describe', lambda: segmenter)()}"
-    )
+    described = getattr(segmenter, "describe", lambda: str(segmenter))()
+    out(f"Labelling {len(photos)} photos from {photos_dir} with {described}")
 
     written, skipped = [], []
-    pixels = np.zeros(max(num_classes or 0, 1), np.int64)
-    images_with = np.zeros_like(pixels)
-    ignore_pixels = 0
-    seen_names = set()  # lower-cased: two names differing only in case collide on some file systems
+    counts = _ClassCounts(num_classes)
 
     def skip(photo, reason, detail):
         skipped.append({"photo": photo, "reason": reason, "detail": detail})
 
-    def finish(item, ids, conf):
-        nonlocal pixels, images_with, ignore_pixels
-        photo, name, split, image, unchanged = item
+    for photo, ids, conf in _segmented_photos(segmenter, photos, names, splits, resize_shorter, skip):
         valid = ids != ignore_id
-        if ids.size and (
-            ids.min() < 0 or (num_classes is not None and ids[valid].max(initial=0) >= num_classes)
-        ):
-            bad = int(ids.min()) if ids.min() < 0 else int(ids[valid].max())
-            raise ValueError(
-                f"{photo}: the segmenter predicted class id {bad}, outside 0..{num_classes - 1} "
-                f"(the {num_classes} class names); give a name per id the network predicts, or a class map"
-            )
-        usable = valid if conf is None else valid & (conf >= pixel_threshold)
-        coverage = float(usable.mean())
-        mean_conf = None if conf is None else float(conf.mean())
-        if mean_conf is not None and mean_conf < min_confidence:
-            skip(
-                photo, "low_confidence", f"mean confidence {mean_conf:.3f} < min_confidence {min_confidence}"
-            )
-            return
-        if coverage < min_coverage:
-            skip(
-                photo,
-                "low_coverage",
-                f"{100 * coverage:.1f}% usable pixels (not don't-care, confidence >= {pixel_threshold}) "
-                f"< min_coverage {100 * min_coverage:.1f}%",
-            )
-            return
-        _write_example(output_dir, split, name, photo, image, unchanged, ids)
-        counts = np.bincount(ids[valid].ravel(), minlength=len(pixels))
-        if len(counts) > len(pixels):
-            pixels = np.pad(pixels, (0, len(counts) - len(pixels)))
-            images_with = np.pad(images_with, (0, len(counts) - len(images_with)))
-        pixels[: len(counts)] += counts
-        images_with[: len(counts)] += counts > 0
-        ignore_pixels += int((~valid).sum())
+        _check_ids(photo.path, ids, valid, num_classes)
+        mean_conf, coverage, reason, detail = _judge(
+            valid, conf, min_confidence, min_coverage, pixel_threshold
+        )
+        if reason:
+            skip(photo.path, reason, detail)
+            continue
+        _write_example(output_dir, photo.split, photo.name, photo.path, photo.pixels, photo.unchanged, ids)
+        counts.add(ids, valid)
         written.append(
-            {"photo": photo, "name": name, "split": split, "mean_confidence": mean_conf, "coverage": coverage}
+            {
+                "photo": photo.path,
+                "name": photo.name,
+                "split": photo.split,
+                "mean_confidence": mean_conf,
+                "coverage": coverage,
+            }
         )
 
-    batch = []
-
-    def flush():
-        if not batch:
-            return
-        ids, conf = segmenter.predict(np.stack([item[3] for item in batch]))
-        for i, item in enumerate(batch):
-            finish(item, ids[i], None if conf is None else conf[i])
-        batch.clear()
-
-    batch_size = int(getattr(segmenter, "batch_size", 8))
-    for photo, name, split in zip(photos, names, splits):
-        if name.lower() in seen_names:
-            skip(photo, "duplicate_name", f"another photo already gives the output name {name!r}; rename one")
-            continue
-        seen_names.add(name.lower())
-        try:
-            image, unchanged = _read_photo(photo, resize_shorter)
-        except Exception as e:  # any PIL failure: report the photo and go on with the rest
-            skip(photo, "unreadable", f"{type(e).__name__}: {e}")
-            continue
-        # Photos of one size share a forward pass; a size change starts a new batch.
-        if batch and (batch[0][3].shape != image.shape or len(batch) >= batch_size):
-            flush()
-        batch.append((photo, name, split, image, unchanged))
-    flush()
-
     if num_classes is None:
-        num_classes = max(int(np.flatnonzero(pixels).max(initial=0)) + 1, 1)
-    pixels, images_with = pixels[:num_classes], images_with[:num_classes]
-    names_out = class_names or tuple(f"class_{i}" for i in range(num_classes))
-    palette_colors = default_colormap(num_classes) if colors is None else np.asarray(colors)
-    _atomic(
-        os.path.join(output_dir, PALETTE_FILE),
-        lambda tmp: save_palette(Palette(names=names_out, colors=palette_colors), tmp),
-    )
+        num_classes = counts.num_classes()
+    names_out = _write_palette(output_dir, class_names, colors, num_classes)
     report = LabelReport(
         photos_dir=photos_dir,
         output_dir=output_dir,
@@ -502,9 +593,9 @@ def label_photos(
         written=written,
         skipped=skipped,
         class_names=list(names_out),
-        class_pixels=[int(p) for p in pixels],
-        class_images=[int(c) for c in images_with],
-        ignore_pixels=ignore_pixels,
+        class_pixels=[int(p) for p in counts.pixels[:num_classes]],
+        class_images=[int(c) for c in counts.images[:num_classes]],
+        ignore_pixels=counts.ignore_pixels,
         settings={
             "recursive": recursive,
             "val_fraction": val_fraction,
@@ -513,15 +604,10 @@ def label_photos(
             "min_coverage": min_coverage,
             "pixel_threshold": pixel_threshold,
             "seed": seed,
-            "segmenter": getattr(segmenter, "describe", lambda: str(segmenter))(),
+            "segmenter": described,
         },
     )
-
-    def dump(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(report.to_json(), f, indent=1)
-
-    _atomic(os.path.join(output_dir, REPORT_FILE), dump)
+    _write_json(os.path.join(output_dir, REPORT_FILE), report.to_json())
     out(report.format())
     if not report.count("train"):
         raise ValueError(

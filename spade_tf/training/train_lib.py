@@ -6,7 +6,6 @@ grids and checkpoints -> a gallery of validation synthesis, the oracle score
 (demo) and a `.keras` bundle of the trained networks.
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -15,112 +14,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from PIL import Image
 
+from spade_tf.config import validate
 from spade_tf.data.palette import colorize
+from spade_tf.data.setup import make_dataset, prepare_data
+from spade_tf.evaluation import evaluate as evaluation
+from spade_tf.evaluation import oracle as demo_oracle
+from spade_tf.evaluation.inception import load_inception
+from spade_tf.evaluation.segmenter import Segmenter, load_class_map
+from spade_tf.models.bundle import save_bundle
+from spade_tf.models.losses import VGGPerceptualLoss
 from spade_tf.serving import gallery
-from spade_tf.training.config import validate
-from spade_tf.training.trainer import GANTrainer, TrainingDiverged, clean_worker_dir, is_chief, make_strategy
-
-
-@dataclasses.dataclass
-class DataSetup:
-    train: object  # layouts.Scan
-    val: object  # layouts.Scan or None
-    decode_palette: object  # palettes.Palette when label maps are RGB, else None
-    colors: np.ndarray  # display colour per label id
-    class_names: tuple
-    demo_root: str | None
-
-
-def _label_is_rgb(path):
-    with Image.open(path) as im:
-        return im.mode in ("RGB", "RGBA")
-
-
-def prepare_data(config, run_check=True, out=print):
-    """Finds the examples, checks them (stopping on any error), and picks colours and class names."""
-    from spade_tf.data import check, layouts, palette
-
-    d = config.data
-    demo_root = None
-    if d.dataset == "demo":
-        from spade_tf.data import demo
-
-        demo_root = demo.generate_demo_dataset(
-            num_train=d.demo_num_train, num_val=d.demo_num_val, size=d.demo_size
-        )
-        layout, where = "custom", dict(root=demo_root)
-        palette_path = os.path.join(demo_root, "palette.json")
-    else:
-        layout = d.dataset
-        where = dict(root=d.root or None)
-        if d.dataset == "custom":
-            where.update(
-                label_dir=d.label_dir or None,
-                image_dir=d.image_dir or None,
-                instance_dir=d.instance_dir or None,
-            )
-        palette_path = d.palette
-    pal = palette.load_palette(palette_path) if palette_path else None
-    train_scan = layouts.find_examples(
-        layout, split=d.train_split, use_instance_map=d.use_instance_map, **where
-    )
-    val_scan = None
-    if not (d.dataset == "custom" and d.label_dir):
-        try:
-            val_scan = layouts.find_examples(
-                layout, split=d.val_split, use_instance_map=d.use_instance_map, **where
-            )
-        except FileNotFoundError as e:
-            logging.warning("No validation split: %s", e)
-    if run_check:
-        for scan in (train_scan, val_scan):
-            if scan is None:
-                continue
-            report = check.check_dataset(
-                scan, d.num_classes, d.contain_dontcare_label, d.use_instance_map, palette=pal
-            )
-            out(report.format())
-            check.require_valid(report)
-    if not train_scan.examples:
-        raise check.DatasetError(f"no training examples found: {train_scan.description}")
-    rgb = _label_is_rgb(train_scan.examples[0].label)
-    label_channels = d.num_classes + int(d.contain_dontcare_label)
-    if pal is not None:
-        colors = np.zeros((max(label_channels, len(pal.colors)), 3), np.uint8)
-        colors[: len(pal.colors)] = pal.colors
-        names = tuple(pal.names)
-    else:
-        colors = palette.default_colormap(label_channels + 1)
-        names = tuple(str(i) for i in range(d.num_classes))
-    if d.contain_dontcare_label:
-        colors[d.num_classes] = 0  # don't-care: black
-    return DataSetup(train_scan, val_scan, pal if rgb else None, colors, names, demo_root)
-
-
-def make_dataset(config, setup, examples, training, batch_size, start_index=0, repeat=True):
-    from spade_tf.data import pipeline
-
-    d = config.data
-    return pipeline.build_dataset(
-        examples,
-        num_classes=d.num_classes,
-        contain_dontcare_label=d.contain_dontcare_label,
-        use_instance_map=d.use_instance_map,
-        preprocess_mode=d.preprocess_mode,
-        load_size=d.load_size,
-        crop_size=d.crop_size,
-        aspect_ratio=d.aspect_ratio,
-        flip=d.flip,
-        training=training,
-        batch_size=batch_size,
-        seed=config.seed,
-        start_index=start_index,
-        repeat=repeat,
-        palette=setup.decode_palette,
-        drop_remainder=training,
-    )
+from spade_tf.training.trainer import (
+    TrainingDiverged,
+    clean_worker_dir,
+    is_chief,
+    make_strategy,
+    trainer_from_config,
+)
 
 
 def _val_examples(setup, count):
@@ -157,20 +68,11 @@ def _write_scalars(writer, logs, step):
 
 
 def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
-    from spade_tf.evaluation import oracle
-
-    model = oracle.load_or_train_oracle(setup.demo_root)
-    real_m = oracle.evaluate_oracle(model, reals, labels, num_classes)
-    fake_m = oracle.evaluate_oracle(model, fakes, labels, num_classes)
-    ratio = fake_m["mean_iou"] / real_m["mean_iou"] if real_m["mean_iou"] > 0 else float("nan")
-    result = {
-        "oracle_miou_real": float(real_m["mean_iou"]),
-        "oracle_miou_synthesized": float(fake_m["mean_iou"]),
-        "oracle_pixel_accuracy_real": float(real_m["pixel_accuracy"]),
-        "oracle_pixel_accuracy_synthesized": float(fake_m["pixel_accuracy"]),
-        "miou_ratio": float(ratio),
-        "num_images": len(labels),
-    }
+    model = demo_oracle.load_or_train_oracle(setup.demo_root)
+    result = demo_oracle.oracle_scores(model, labels, fakes, reals, num_classes)
+    real, fake = result["oracle_miou_real"], result["oracle_miou_synthesized"]
+    ratio = fake / real if real > 0 else float("nan")
+    result.update(miou_ratio=float(ratio), num_images=len(labels))
     out(
         f"Oracle on {len(labels)} validation images: mIoU real {result['oracle_miou_real']:.3f}, "
         f"synthesized {result['oracle_miou_synthesized']:.3f} (ratio {ratio:.2f}); pixel accuracy real "
@@ -181,27 +83,17 @@ def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
 
 def _make_evaluator(trainer, config, setup, writer, out):
     """`evaluate(step)` for eval.every: loads the Inception weights, segmenter and oracle once, up front."""
-    from spade_tf.evaluation import evaluate as evaluation
-
     e = config.eval
     inception = segmenter = oracle = label_map = None
     if e.inception_weights:
-        from spade_tf.evaluation.inception import load_inception
-
         inception = load_inception(e.inception_weights)
     if e.segmenter:
-        from spade_tf.evaluation.segmenter import Segmenter
-
         segmenter = Segmenter(
             e.segmenter, input_range=e.segmenter_input_range or None, output=e.segmenter_output
         )
     if e.label_class_map:
-        from spade_tf.evaluation.segmenter import load_class_map
-
         label_map = load_class_map(e.label_class_map)
     if setup.demo_root:
-        from spade_tf.evaluation import oracle as demo_oracle
-
         oracle = demo_oracle.load_or_train_oracle(setup.demo_root)
     if not (inception or segmenter or oracle):
         raise ValueError(
@@ -234,8 +126,6 @@ def _make_evaluator(trainer, config, setup, writer, out):
 
 def _finish(trainer, config, setup, workdir, writer, step, out):
     """Gallery, oracle evaluation (demo) and the model bundle."""
-    from spade_tf.models.bundle import save_bundle
-
     evaluate = bool(config.eval.oracle and setup.demo_root)
     # With the oracle every validation image is synthesized once; the gallery is its head.
     count = 10**9 if evaluate else config.eval.gallery_size
@@ -303,10 +193,8 @@ def train(config, workdir, out=print, strategy=None):
     with strategy.scope():
         vgg = None
         if t.vgg_weights:
-            from spade_tf.models.losses import VGGPerceptualLoss
-
             vgg = VGGPerceptualLoss(t.vgg_weights, t.lambda_vgg, t.vgg_preprocessing)
-    trainer = GANTrainer(config, strategy, steps_per_epoch, vgg)
+    trainer = trainer_from_config(config, strategy, steps_per_epoch, vgg)
 
     worker_dir = None
     ckpt_dir = os.path.join(workdir, "checkpoints")

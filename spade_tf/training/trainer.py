@@ -18,11 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.data.semantics import make_semantics, semantic_channels
+from spade_tf.config import build_models
+from spade_tf.data.labels import label_channels
+from spade_tf.data.semantics import make_semantics
 from spade_tf.models import losses
-from spade_tf.models.discriminator import MultiscaleDiscriminator
-from spade_tf.models.encoder import ConvEncoder
-from spade_tf.models.generator import SPADEGenerator
+from spade_tf.models.bundle import load_bundle
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,66 +79,29 @@ def is_chief(strategy):
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def build_models(config):
-    """(G, D, E or None) from `config.model` and the data's channel counts."""
-    data, m = config.data, config.model
-    sem_nc = semantic_channels(data.num_classes, data.contain_dontcare_label, data.use_instance_map)
-    dtype = config.train.precision
-    g = SPADEGenerator(
-        semantic_channels=sem_nc,
-        base_filters=m.base_filters,
-        num_upsampling_layers=m.num_upsampling_layers,
-        crop_size=data.crop_size,
-        aspect_ratio=data.aspect_ratio,
-        use_vae=m.use_vae,
-        latent_dim=m.latent_dim,
-        param_free_norm=m.param_free_norm,
-        use_spectral_norm=m.use_spectral_norm,
-        spade_kernel_size=m.spade_kernel_size,
-        spade_hidden_filters=m.spade_hidden_filters,
-        # .get: configs written before these options existed.
-        fast=m.get("fast_spade", True),
-        gather_impl=m.get("spade_gather_impl", "xla"),
-        dtype=dtype,
-        name="generator",
-    )
-    d = MultiscaleDiscriminator(
-        input_filters=sem_nc + 3,
-        base_filters=m.disc_filters,
-        num_scales=m.disc_scales,
-        num_layers=m.disc_layers,
-        use_spectral_norm=m.use_spectral_norm,
-        dtype=dtype,
-        name="discriminator",
-    )
-    e = None
-    if m.use_vae:
-        e = ConvEncoder(
-            base_filters=m.base_filters,
-            latent_dim=m.latent_dim,
-            image_size=m.encoder_image_size,
-            use_spectral_norm=m.use_spectral_norm,
-            dtype=dtype,
-            name="encoder",
-        )
-    for model in (g, d, e):
-        if model is not None:
-            model.build()
-    return g, d, e
+def make_optimizers(
+    lr, ttur, num_epochs, num_decay_epochs, steps_per_epoch, d_steps_per_g=1, loss_scaling=False
+):
+    """(G optimiser, D optimiser): the official Adam settings and per-epoch schedule.
 
-
-def make_optimizers(config, steps_per_epoch):
-    t = config.train
-    if t.ttur:
-        g_lr, d_lr, betas = t.lr / 2, t.lr * 2, (0.0, 0.9)
+    Args:
+        lr: base learning rate (official `lr`).
+        ttur: two time-scale update rule: G lr/2, D 2*lr, betas (0, 0.9); else both lr, betas (0.5, 0.999).
+        num_epochs, num_decay_epochs: official niter and niter_decay (see `OfficialLinearDecay`).
+        steps_per_epoch: iterations per epoch (G takes one step every `d_steps_per_g` of them).
+        d_steps_per_g: D steps per G step.
+        loss_scaling: wrap both in a `LossScaleOptimizer` (float16 training).
+    """
+    if ttur:
+        g_lr, d_lr, betas = lr / 2, lr * 2, (0.0, 0.9)
     else:
-        g_lr, d_lr, betas = t.lr, t.lr, (0.5, 0.999)
+        g_lr, d_lr, betas = lr, lr, (0.5, 0.999)
     opts = []
-    for lr, per_epoch in ((g_lr, max(1, steps_per_epoch // t.d_steps_per_g)), (d_lr, steps_per_epoch)):
-        schedule = OfficialLinearDecay(lr, per_epoch, t.num_epochs, t.num_decay_epochs)
+    for rate, per_epoch in ((g_lr, max(1, steps_per_epoch // d_steps_per_g)), (d_lr, steps_per_epoch)):
+        schedule = OfficialLinearDecay(rate, per_epoch, num_epochs, num_decay_epochs)
         # PyTorch's Adam epsilon (Keras defaults to 1e-7).
         opt = keras.optimizers.Adam(schedule, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8)
-        if t.precision == "mixed_float16":
+        if loss_scaling:
             opt = keras.optimizers.LossScaleOptimizer(opt)
         opts.append(opt)
     return opts
@@ -152,27 +115,92 @@ class StepLogs:
         return all(np.isfinite(v) for v in self.values.values())
 
 
+def trainer_from_config(config, strategy, steps_per_epoch, vgg_loss=None):
+    """A `GANTrainer` with the networks, optimisers and loss weights of a training config.
+
+    The config's sections become explicit arguments here and nowhere else: the networks from
+    `spade_tf.config.build_models`, the optimisers from `config.train`, both in the strategy's scope.
+    """
+    t, d = config.train, config.data
+    with strategy.scope():
+        generator, discriminator, encoder = build_models(config)
+        g_optimizer, d_optimizer = make_optimizers(
+            t.lr,
+            t.ttur,
+            t.num_epochs,
+            t.num_decay_epochs,
+            steps_per_epoch,
+            t.d_steps_per_g,
+            loss_scaling=t.precision == "mixed_float16",
+        )
+    return GANTrainer(
+        generator,
+        discriminator,
+        encoder,
+        g_optimizer,
+        d_optimizer,
+        strategy,
+        global_batch_size=t.batch_size,
+        label_channels=label_channels(d.num_classes, d.contain_dontcare_label),
+        use_instance_map=d.use_instance_map,
+        lambda_feat=t.lambda_feat if t.use_feat_loss else 0.0,
+        lambda_kld=t.lambda_kld,
+        vgg_loss=vgg_loss,
+        seed=config.seed,
+        d_steps_per_g=t.d_steps_per_g,
+        xla=t.xla,
+    )
+
+
 class GANTrainer:
-    """Owns the models, optimisers and the distributed G/D steps.
+    """Owns the networks, optimisers and the distributed G/D steps.
+
+    `trainer_from_config` builds one from a training config.
 
     Args:
-        config: the full ConfigDict (see spade_tf.training.config).
-        strategy: a tf.distribute strategy; models and optimisers are created in its scope.
-        steps_per_epoch: optimiser schedule granularity (the official per-epoch decay).
-        vgg_loss: an optional losses.VGGPerceptualLoss.
+        generator, discriminator: the networks, created in `strategy`'s scope.
+        encoder: the style encoder (VAE), or None.
+        g_optimizer, d_optimizer: their optimisers (G's also updates E), created in the scope.
+        strategy: a tf.distribute strategy.
+        global_batch_size: examples per step over all replicas; per-replica losses are scaled by
+            local / global batch so that the gradients summed over replicas are the global mean's.
+        label_channels: one-hot channels of the label ids (classes, + don't-care).
+        use_instance_map: batches carry instance maps whose edges are the last semantic channel.
+        lambda_feat: feature-matching weight (0: off).
+        lambda_kld: KL weight (VAE).
+        vgg_loss: an optional losses.VGGPerceptualLoss (its weight included).
+        seed: seed of the per-example VAE noise streams.
+        d_steps_per_g: D steps per G step.
+        xla: compile each replica's step (`jit_compile`).
     """
 
-    def __init__(self, config, strategy, steps_per_epoch, vgg_loss=None):
-        self.config = config
+    def __init__(
+        self,
+        generator,
+        discriminator,
+        encoder,
+        g_optimizer,
+        d_optimizer,
+        strategy,
+        global_batch_size,
+        label_channels,
+        use_instance_map,
+        lambda_feat=10.0,
+        lambda_kld=0.05,
+        vgg_loss=None,
+        seed=0,
+        d_steps_per_g=1,
+        xla=False,
+    ):
         self.strategy = strategy
-        self.global_batch = int(config.train.batch_size)
-        self.label_channels = config.data.num_classes + int(config.data.contain_dontcare_label)
-        self.use_instance = bool(config.data.use_instance_map)
+        self.global_batch = int(global_batch_size)
+        self.label_channels = int(label_channels)
+        self.use_instance = bool(use_instance_map)
         self.vgg_loss = vgg_loss
-        t = config.train
+        self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.d_steps_per_g = int(d_steps_per_g)
         with strategy.scope():
-            self.generator, self.discriminator, self.encoder = build_models(config)
-            self.g_optimizer, self.d_optimizer = make_optimizers(config, steps_per_epoch)
             self.g_vars = list(self.generator.trainable_variables)
             if self.encoder is not None:
                 self.g_vars += list(self.encoder.trainable_variables)
@@ -182,11 +210,11 @@ class GANTrainer:
             self.g_optimizer.build(self.g_vars)
             self.d_optimizer.build(self.d_vars)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.lambdas = (t.lambda_feat if t.use_feat_loss else 0.0, t.lambda_kld)
-        self.seed = int(config.seed)
+        self.lambdas = (float(lambda_feat), float(lambda_kld))
+        self.seed = int(seed)
         replica_g = self._g_replica_step
         replica_d = self._d_replica_step
-        if t.xla:
+        if xla:
             replica_g = tf.function(replica_g, jit_compile=True)
             replica_d = tf.function(replica_d, jit_compile=True)
         self._replica_g, self._replica_d = replica_g, replica_d
@@ -201,7 +229,7 @@ class GANTrainer:
     def _noise(self, index, salt):
         # Per-example noise from the example's stream position: independent of
         # how the batch is split over replicas, and reproduced on resume.
-        dim = self.config.model.latent_dim
+        dim = self.generator.latent_dim
 
         def one(p):
             return tf.random.stateless_normal([dim], seed=tf.stack([self.seed * 2 + salt, p]))
@@ -222,7 +250,7 @@ class GANTrainer:
         return fake_out, real_out
 
     def _batch_weight(self, real):
-        dtype = tf.float64 if self.config.train.precision == "float64" else tf.float32
+        dtype = tf.float64 if self.generator.variable_dtype == "float64" else tf.float32
         return tf.cast(tf.shape(real)[0], dtype) / float(self.global_batch)
 
     def _g_replica_step(self, batch):
@@ -290,7 +318,7 @@ class GANTrainer:
     def train_step(self, dist_batch):
         """One iteration (G step when due, then D step); returns the reduced losses as floats."""
         logs = {}
-        if int(self.step.numpy()) % self.config.train.d_steps_per_g == 0:
+        if int(self.step.numpy()) % self.d_steps_per_g == 0:
             logs.update(self._distributed("G")(dist_batch))
         logs.update(self._distributed("D")(dist_batch))
         self.step.assign_add(1)
@@ -331,8 +359,6 @@ class GANTrainer:
 
     def load_pretrained(self, bundle_path):
         """Fine-tuning: copies weights from a converted official bundle (same architecture)."""
-        from spade_tf.models.bundle import load_bundle
-
         bundle = load_bundle(bundle_path)
         pairs = [("generator", self.generator, bundle.generator)]
         pairs.append(("discriminator", self.discriminator, bundle.discriminator))

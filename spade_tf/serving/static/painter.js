@@ -15,7 +15,7 @@
 //   index.html?predict=/v1/models/spade:predict&metadata=/files/metadata.json
 // metadata= is the export's metadata.json (classes, palette, size, use_vae, signatures). TF Serving sends no
 // CORS headers, so the browser lets this page call it only from the same origin: serve these static files
-// and TF Serving behind one reverse proxy (python -m spade_tf.serving.server is both in one process).
+// and TF Serving behind one reverse proxy (python serve.py is both in one process).
 "use strict";
 
 (function () {
@@ -25,7 +25,7 @@
   const UNDO_STEPS = 50;
   const VIEW_PX = 512; // CSS pixels of the longer side of the zoomed-up label map
   const STYLE_MAX_SIDE = 512; // style images are shrunk to this before upload (the encoder resizes anyway)
-  const DONTCARE_RAW = 255; // the raw label value of "don't care" in the official datasets
+  const DONTCARE_RAW = 255; // raw "don't care" in label PNGs: spade_tf.data.labels.DONTCARE_VALUE
   const MAX_SEED = 2147483647; // seeds are int32
   const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -471,74 +471,145 @@
 
   // -- label map files ---------------------------------------------------------------------------------------
 
-  function pngInfo(bytes, name) {
-    if (bytes.length < 33 || PNG_SIGNATURE.some((v, i) => bytes[i] !== v)) {
-      throw new Error(`${name} is not a PNG file; label maps must be PNG (JPEG would blur the class colours)`);
-    }
+  // Uploaded label maps are read by the rule of spade_tf/data/labels.py, as training, the dataset check,
+  // synthesize.py and the export signatures read them (PIL's reading): an 8/16-bit grey or palette-indexed PNG
+  // holds ids (the index of a palette PNG is the id, whatever its colours), grey+alpha holds ids in its grey
+  // channel, an RGB(A) PNG holds colours of the model's palette (the lowest id wins where colours repeat).
+  // 16-bit grey keeps its 16 bits; 16-bit grey+alpha and RGB(A) keep the high byte, 1-bit grey reads 0 and 1,
+  // 2- and 4-bit grey are scaled to 8 bits, as PIL reads them. Raw 255 becomes don't care where the model has
+  // it. The page decodes the PNG itself: the browser's decoder would expand palettes, drop 16-bit precision
+  // and may colour-manage.
+  const PNG_GREY = 0;
+  const PNG_PALETTE = 3;
+  const PNG_GREY_ALPHA = 4;
+  const PNG_CHANNELS = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+  // Adam7 passes: x0, y0, dx, dy.
+  const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]];
+
+  function pngChunks(bytes, name) {
+    const notPng = `${name} is not a PNG file; label maps must be PNG (JPEG would blur the class colours)`;
+    if (bytes.length < 33 || PNG_SIGNATURE.some((v, i) => bytes[i] !== v)) throw new Error(notPng);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const info = { width: view.getUint32(16), height: view.getUint32(20), bitDepth: bytes[24], colorType: bytes[25], plte: null };
+    const png = { width: view.getUint32(16), height: view.getUint32(20), bitDepth: bytes[24], colorType: bytes[25] };
+    png.interlaced = bytes[28] === 1;
+    png.idat = [];
     for (let o = 8; o + 8 <= bytes.length; ) {
       const length = view.getUint32(o);
       const type = String.fromCharCode(...bytes.subarray(o + 4, o + 8));
-      if (type === "PLTE") info.plte = bytes.subarray(o + 8, o + 8 + length);
-      if (type === "IDAT" || type === "IEND") break;
+      if (type === "IDAT") png.idat.push(bytes.subarray(o + 8, o + 8 + length));
+      if (type === "IEND") break;
       o += 12 + length;
     }
-    return info;
+    if (!(png.colorType in PNG_CHANNELS) || !png.idat.length || !png.width || !png.height) {
+      throw new Error(`${name}: damaged or unsupported PNG (colour type ${png.colorType}); re-export it`);
+    }
+    return png;
+  }
+
+  async function inflate(parts) {
+    if (typeof DecompressionStream !== "function") throw new Error("this browser cannot decompress PNG data");
+    const stream = new Blob(parts).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  // Undoes the PNG row filters of one (sub-)image in place; returns the offset after it.
+  function unfilter(data, offset, rowBytes, rows, bpp) {
+    let prev = null;
+    for (let y = 0; y < rows; y++) {
+      const filter = data[offset];
+      const row = data.subarray(offset + 1, offset + 1 + rowBytes);
+      for (let i = 0; i < rowBytes; i++) {
+        const a = i >= bpp ? row[i - bpp] : 0;
+        const b = prev ? prev[i] : 0;
+        const c = prev && i >= bpp ? prev[i - bpp] : 0;
+        let p;
+        if (filter === 0) p = 0;
+        else if (filter === 1) p = a;
+        else if (filter === 2) p = b;
+        else if (filter === 3) p = (a + b) >> 1;
+        else {
+          const pa = Math.abs(b - c);
+          const pb = Math.abs(a - c);
+          const pc = Math.abs(a + b - 2 * c);
+          p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+        }
+        row[i] = (row[i] + p) & 255;
+      }
+      prev = row;
+      offset += 1 + rowBytes;
+    }
+    return offset;
+  }
+
+  // The PNG's samples as PIL holds them: {width, height, channels, samples (Int32Array, row-major)}.
+  async function decodePng(bytes, name) {
+    const png = pngChunks(bytes, name);
+    const { width, height, bitDepth, colorType } = png;
+    const channels = PNG_CHANNELS[colorType];
+    const bitsPerPixel = channels * bitDepth;
+    const bpp = Math.max(1, bitsPerPixel >> 3);
+    const data = await inflate(png.idat);
+    const samples = new Int32Array(width * height * channels);
+    const maxSample = (1 << bitDepth) - 1;
+    // PIL: 16-bit grey keeps all bits, other 16-bit types the high byte; 1-bit grey is 0/1 (mode "1"),
+    // 2- and 4-bit grey are scaled to 0..255; palette indices stay indices.
+    const scale = colorType === PNG_GREY && bitDepth > 1 && bitDepth < 8 ? 255 / maxSample : 1;
+    const shift = bitDepth === 16 && colorType !== PNG_GREY ? 8 : 0;
+    const passes = png.interlaced ? ADAM7 : [[0, 0, 1, 1]];
+    let offset = 0;
+    for (const [x0, y0, dx, dy] of passes) {
+      const w = Math.ceil((width - x0) / dx);
+      const h = Math.ceil((height - y0) / dy);
+      if (w <= 0 || h <= 0) continue;
+      const rowBytes = Math.ceil((w * bitsPerPixel) / 8);
+      if (offset + h * (1 + rowBytes) > data.length) throw new Error(`${name}: truncated PNG data; re-export it`);
+      const start = offset;
+      offset = unfilter(data, offset, rowBytes, h, bpp);
+      for (let y = 0; y < h; y++) {
+        const row = data.subarray(start + y * (1 + rowBytes) + 1);
+        for (let x = 0; x < w; x++) {
+          const out = ((y0 + y * dy) * width + x0 + x * dx) * channels;
+          for (let c = 0; c < channels; c++) {
+            const k = x * channels + c;
+            let v;
+            if (bitDepth === 16) v = (row[2 * k] << 8) | row[2 * k + 1];
+            else if (bitDepth === 8) v = row[k];
+            else v = (row[(k * bitDepth) >> 3] >> (8 - bitDepth - ((k * bitDepth) & 7))) & maxSample;
+            samples[out + c] = Math.round(v * scale) >> shift;
+          }
+        }
+      }
+    }
+    return { width, height, channels, colorType, samples };
   }
 
   async function loadLabelFile(file) {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    const info = pngInfo(bytes, file.name);
-    if (info.bitDepth === 16) {
-      throw new Error(`${file.name} is a 16-bit PNG; the painter reads 8-bit label maps (save it as 8-bit ids)`);
-    }
-    // No colour management: the decoded values must be the stored ids and colours.
-    const bitmap = await createImageBitmap(new Blob([bytes]), { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-    const w = bitmap.width;
-    const h = bitmap.height;
-    const scratch = document.createElement("canvas");
-    scratch.width = w;
-    scratch.height = h;
-    const sctx = scratch.getContext("2d", { willReadFrequently: true });
-    sctx.drawImage(bitmap, 0, 0);
-    const px = sctx.getImageData(0, 0, w, h).data;
+    const png = await decodePng(new Uint8Array(await file.arrayBuffer()), file.name);
+    const { width: w, height: h, channels, colorType, samples } = png;
+    const holdsIds = colorType === PNG_GREY || colorType === PNG_PALETTE || colorType === PNG_GREY_ALPHA;
+    const what = colorType === PNG_PALETTE ? "palette indices" : holdsIds ? "grey ids" : "palette colours";
     const lookup = new Map();
-    let what;
-    if (info.colorType === 0 || info.colorType === 4) {
-      what = "grey ids";
-    } else if (info.colorType === 3 && info.plte) {
-      // Palette-indexed: the index is the id, as train.py (and PIL) read it.
-      what = "palette indices";
-      for (let i = info.plte.length / 3 - 1; i >= 0; i--) {
-        lookup.set(colorKey(info.plte[3 * i], info.plte[3 * i + 1], info.plte[3 * i + 2]), i);
-      }
-    } else {
-      what = "palette colours";
-      for (let id = S.numIds - 1; id >= 0; id--) {
-        lookup.set(colorKey(S.colors[3 * id], S.colors[3 * id + 1], S.colors[3 * id + 2]), id);
-      }
+    for (let id = S.numIds - 1; id >= 0; id--) {
+      lookup.set(colorKey(S.colors[3 * id], S.colors[3 * id + 1], S.colors[3 * id + 2]), id);
     }
     const src = new Int32Array(w * h);
     let unknown = 0;
     let example = null;
     for (let i = 0; i < w * h; i++) {
+      const o = i * channels;
       let v;
-      if (what === "grey ids") {
-        v = px[4 * i];
+      if (holdsIds) {
+        v = samples[o];
+        if (v === DONTCARE_RAW && S.dontcare >= 0) v = S.dontcare;
       } else {
-        v = lookup.get(colorKey(px[4 * i], px[4 * i + 1], px[4 * i + 2]));
+        v = lookup.get(colorKey(samples[o], samples[o + 1], samples[o + 2]));
         if (v === undefined) {
           unknown++;
-          example = example || `rgb(${px[4 * i]}, ${px[4 * i + 1]}, ${px[4 * i + 2]}) at row ${Math.floor(i / w)}, column ${i % w}`;
-          continue;
-        }
-        if (what === "palette colours") {
-          src[i] = v;
+          example = example || `rgb(${samples[o]}, ${samples[o + 1]}, ${samples[o + 2]}) at row ${Math.floor(i / w)}, column ${i % w}`;
           continue;
         }
       }
-      src[i] = v === DONTCARE_RAW && S.dontcare >= 0 ? S.dontcare : v;
+      src[i] = v;
     }
     if (unknown) {
       throw new Error(
@@ -548,7 +619,7 @@
     }
     const bad = [...new Set(src.filter((v) => v < 0 || v >= S.numIds))].slice(0, 8);
     if (bad.length) {
-      const allowed = `0..${S.numClasses - 1}` + (S.dontcare >= 0 ? `, ${DONTCARE_RAW} (don't care)` : "");
+      const allowed = `0..${S.numClasses - 1}` + (S.dontcare >= 0 ? `, ${S.dontcare} or ${DONTCARE_RAW} (dontcare)` : "");
       throw new Error(`${file.name}: ${what} ${bad.join(", ")} are out of range; this model takes ${allowed}`);
     }
     pushUndo();

@@ -5,11 +5,47 @@ and `train` (plus `eval`); `train.py` unpacks each section into explicit
 arguments, and only `config.model` reaches the networks.
 """
 
+import copy
+import importlib.util
+import json
+import os
+
 import ml_collections
+
+from spade_tf.data.labels import semantic_channels
+from spade_tf.data.transforms import PREPROCESS_MODES
+from spade_tf.models.discriminator import MultiscaleDiscriminator
+from spade_tf.models.encoder import ConvEncoder
+from spade_tf.models.generator import SPADEGenerator
+from spade_tf.models.normalization import SPADE
+from spade_tf.utils import keyword_defaults
 
 DATASETS = ("demo", "ade20k", "cityscapes", "coco_stuff", "custom")
 # float64 is for verification (e.g. that 2 replicas reproduce 1 exactly), not for training.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "float64")
+# Constructor arguments that come from the data (or the generator), not from a network's config section.
+DATA_ARGUMENTS = (
+    "semantic_channels",
+    "crop_size",
+    "aspect_ratio",
+    "input_filters",
+    "num_features",
+    "label_channels",
+)
+# The official encoder takes its width (ngf) and latent size from the generator's options.
+ENCODER_FROM_GENERATOR = ("base_filters", "latent_dim")
+# Config keys renamed when each network section became its constructor's arguments: old -> new.
+RENAMED_KEYS = {
+    "model.param_free_norm": "model.spade.param_free_norm",
+    "model.spade_kernel_size": "model.spade.kernel_size",
+    "model.spade_hidden_filters": "model.spade.hidden_filters",
+    "model.fast_spade": "model.spade.fast",
+    "model.spade_gather_impl": "model.spade.gather_impl",
+    "model.disc_filters": "discriminator.base_filters",
+    "model.disc_scales": "discriminator.num_scales",
+    "model.disc_layers": "discriminator.num_layers",
+    "model.encoder_image_size": "encoder.image_size",
+}
 
 
 def base_config():
@@ -40,25 +76,17 @@ def base_config():
     c.data.demo_num_val = 64
     c.data.demo_size = 64
 
-    c.model = ml_collections.ConfigDict()
-    c.model.base_filters = 64  # ngf
-    c.model.num_upsampling_layers = "normal"
-    c.model.use_vae = False
-    c.model.latent_dim = 256  # z_dim
-    c.model.param_free_norm = "sync_batch"
-    c.model.use_spectral_norm = True
-    c.model.spade_kernel_size = 3
-    c.model.spade_hidden_filters = 128
-    # SPADE's exact fast path (the one-hot conv as gathered kernel rows, see spade_tf.models.normalization.SPADE);
-    # False runs the plain convolution, the reference computation. Same weights and results either way.
-    c.model.fast_spade = True
-    # How the fast path gathers (spade_tf.models.normalization.gather_conv_relu): "segment_sum" (TF kernels) or
-    # "xla" (XLA-compiled; ~4 % faster training steps on a 2-core CPU, ~0.15 GB more memory).
-    c.model.spade_gather_impl = "segment_sum"
-    c.model.disc_filters = 64  # ndf
-    c.model.disc_scales = 2  # num_D
-    c.model.disc_layers = 4  # n_layers_D
-    c.model.encoder_image_size = 256  # the official encoder resizes to 256
+    # Each network section is its constructor's keyword arguments, with the constructor's defaults
+    # (the one place an option's default lives); `build_models` adds what the data decides (channel
+    # counts, crop) and the precision. `model` -> SPADEGenerator, `model.spade` -> every SPADE layer,
+    # `discriminator` -> MultiscaleDiscriminator, `encoder` -> ConvEncoder (its width and latent size are
+    # the generator's, as in the official code).
+    c.model = ml_collections.ConfigDict(keyword_defaults(SPADEGenerator, exclude=DATA_ARGUMENTS + ("spade",)))
+    c.model.spade = ml_collections.ConfigDict(keyword_defaults(SPADE, exclude=DATA_ARGUMENTS))
+    c.discriminator = ml_collections.ConfigDict(
+        keyword_defaults(MultiscaleDiscriminator, exclude=DATA_ARGUMENTS)
+    )
+    c.encoder = ml_collections.ConfigDict(keyword_defaults(ConvEncoder, exclude=ENCODER_FROM_GENERATOR))
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 1  # global batch, split over replicas
@@ -107,21 +135,66 @@ def _choice(name, value, allowed):
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}.")
 
 
+def build_models(config, build=True):
+    """(G, D, E or None) from the config's network sections, the data's channel counts and the precision.
+
+    The one place where config sections become constructor arguments: `config.model` (with
+    `model.spade`) -> SPADEGenerator, `config.discriminator` -> MultiscaleDiscriminator and
+    `config.encoder` -> ConvEncoder (with a VAE), each `**section` as it is.
+
+    Args:
+        config: a training config (`base_config()` and a dataset's settings).
+        build: create the weights; False only constructs the networks (what `validate` does to check
+            every option without allocating anything).
+    """
+    data, m = config.data, config.model
+    sem_nc = semantic_channels(data.num_classes, data.contain_dontcare_label, data.use_instance_map)
+    dtype = config.train.precision
+    kwargs = m.to_dict()
+    g = SPADEGenerator(
+        semantic_channels=sem_nc,
+        crop_size=data.crop_size,
+        aspect_ratio=data.aspect_ratio,
+        dtype=dtype,
+        name="generator",
+        **kwargs,
+    )
+    d = MultiscaleDiscriminator(
+        input_filters=sem_nc + 3, dtype=dtype, name="discriminator", **config.discriminator.to_dict()
+    )
+    e = None
+    if m.use_vae:
+        e = ConvEncoder(
+            base_filters=m.base_filters,
+            latent_dim=m.latent_dim,
+            dtype=dtype,
+            name="encoder",
+            **config.encoder.to_dict(),
+        )
+    if build:
+        for model in (g, d, e):
+            if model is not None:
+                model.build()
+    return g, d, e
+
+
 def validate(config):
-    """Checks values that a typo or a wrong choice would otherwise turn into a late failure."""
+    """Checks values that a typo or a wrong choice would otherwise turn into a late failure.
+
+    The networks are constructed (without weights), so every network option is checked here by the
+    constructor that owns it, before any data is read.
+    """
     _choice("data.dataset", config.data.dataset, DATASETS)
     _choice("train.precision", config.train.precision, PRECISIONS)
-    from spade_tf.data.transforms import PREPROCESS_MODES
-    from spade_tf.models.generator import UPSAMPLING_CHOICES
-    from spade_tf.models.normalization import PARAM_FREE_NORMS
-
     _choice("data.preprocess_mode", config.data.preprocess_mode, PREPROCESS_MODES)
-    _choice("model.num_upsampling_layers", config.model.num_upsampling_layers, tuple(UPSAMPLING_CHOICES))
-    _choice("model.param_free_norm", config.model.param_free_norm, PARAM_FREE_NORMS)
     if config.train.batch_size < 1:
         raise ValueError(f"train.batch_size={config.train.batch_size}: must be at least 1.")
     if config.data.num_classes < 1:
         raise ValueError(f"data.num_classes={config.data.num_classes}: must be at least 1.")
+    try:
+        build_models(config, build=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the network sections (model, model.spade, discriminator, encoder): {e}") from None
     if config.data.dataset != "demo" and not (config.data.root or config.data.label_dir):
         raise ValueError(
             f"data.dataset={config.data.dataset!r} needs its folder: pass --config.data.root=/path/to/dataset"
@@ -132,9 +205,50 @@ def validate(config):
     return config
 
 
-def _validate_eval(e):
-    import os
+def upgrade_config(config):
+    """A config saved by an older spade_tf (a bundle's or a workdir's) in today's layout; a new ConfigDict.
 
+    Keys that moved (`RENAMED_KEYS`) are moved; sections added since are filled with today's defaults
+    (`base_config()`). Old files ran with the same networks: only names changed.
+    """
+    old = (
+        json.loads(config.to_json())
+        if isinstance(config, ml_collections.ConfigDict)
+        else copy.deepcopy(config)
+    )
+    model = old.get("model", {})
+    for old_key, new_key in RENAMED_KEYS.items():
+        name = old_key.split(".", 1)[1]
+        if name not in model:
+            continue
+        value = model.pop(name)
+        node = old
+        *path, leaf = new_key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    # One spectral-norm switch used to cover all three networks.
+    for section in ("discriminator", "encoder"):
+        if "use_spectral_norm" in model and "use_spectral_norm" not in old.get(section, {}):
+            old.setdefault(section, {})["use_spectral_norm"] = model["use_spectral_norm"]
+    upgraded = base_config()
+    known = _flatten(upgraded.to_dict())
+    # Keys that no longer exist are dropped: they cannot change how today's code reads the file.
+    upgraded.update_from_flattened_dict({k: v for k, v in _flatten(old).items() if k in known})
+    return upgraded
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _validate_eval(e):
     # Configs saved before these keys existed (in older bundles) leave them out.
     every = e.get("every", 0)
     if every < 0:
@@ -157,9 +271,6 @@ def _validate_eval(e):
 
 def load_config_file(spec):
     """`path[:variant]` -> the ConfigDict its get_config(variant) returns (as --config does)."""
-    import importlib.util
-    import os
-
     path, _, variant = spec.partition(":")
     if not os.path.isfile(path):
         folder = os.path.dirname(path) or "."
@@ -193,6 +304,8 @@ def check_command_line(argv, default_config):
         if not arg.startswith("--config."):
             continue
         key = arg[len("--config.") :].split("=", 1)[0]
+        if key in RENAMED_KEYS:
+            raise ValueError(f"--config.{key} is now --config.{RENAMED_KEYS[key]} (same meaning).")
         node, walked = config, "config"
         for part in key.split("."):
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:

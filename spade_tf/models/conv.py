@@ -1,0 +1,246 @@
+"""The convolution every SPADE network uses: PyTorch padding, optional PyTorch spectral norm, the official init."""
+
+import keras
+import tensorflow as tf
+
+from spade_tf.models import ops
+from spade_tf.utils import PACKAGE
+
+
+def xavier_normal(gain=0.02):
+    """The official initialisation: `xavier_normal_(w, gain=0.02)`.
+
+    Xavier normal has std = gain * sqrt(2 / (fan_in + fan_out)); Keras'
+    fan_avg variance scaling has std = sqrt(scale / ((fan_in + fan_out) / 2)),
+    so scale = gain**2 gives the same distribution (fans are computed the
+    same way for conv kernels: receptive field times channels).
+    """
+    return keras.initializers.VarianceScaling(
+        scale=gain**2, mode="fan_avg", distribution="untruncated_normal"
+    )
+
+
+def _unit_normal(shape, dtype=None):
+    # tf.random (seeded by keras.utils.set_random_seed) rather than keras.random,
+    # whose global SeedGenerator is a variable bound to the first strategy that
+    # created it: models built under a second strategy would fail.
+    v = tf.random.normal(shape, dtype=dtype or "float32")
+    return v / tf.maximum(tf.norm(v), 1e-12)
+
+
+def _normalize(v, eps):
+    # torch.nn.functional.normalize: v / max(||v||, eps). tf.math.l2_normalize
+    # clamps the squared norm instead, which differs for tiny vectors.
+    return v / tf.maximum(tf.norm(v), eps)
+
+
+def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
+    """`tf.nn.conv2d(x, kernel / sigma)` in x's dtype, whose backward pass computes `kernel / sigma` again.
+
+    Autodiff would keep the normalized kernel, a copy of the kernel, from the forward pass to the
+    backward pass; the generator's spectral-norm kernels hold 66 M parameters at ngf 64, so a training
+    step would hold 0.26 GB more at its peak. The gradients are autodiff's: the conv's input and filter
+    gradients (the ops TF's own Conv2D gradient runs), then d(kernel / sigma) by kernel and by sigma;
+    sigma's own dependence on the kernel is differentiated by TF outside.
+    """
+    dtype = x.dtype
+    conv_strides = [1, strides, strides, 1]
+
+    @tf.custom_gradient
+    def conv(x, kernel, sigma):
+        def normalized():
+            return tf.cast(kernel / sigma, dtype)
+
+        def grad(dy):
+            with ops.after_gradient(dy):
+                k = normalized()
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=conv_strides, padding=padding
+            )
+            dk = tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(k), out_backprop=dy, strides=conv_strides, padding=padding
+            )
+            dk = tf.cast(dk, kernel.dtype)
+            return dx, dk / sigma, -tf.reduce_sum(dk * kernel) / (sigma * sigma)
+
+        return tf.nn.conv2d(x, normalized(), strides, padding), grad
+
+    return conv(x, kernel, sigma)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Conv2D(keras.layers.Layer):
+    """2-D convolution with PyTorch padding and optional PyTorch spectral norm.
+
+    Padding is explicit zero padding on every side (PyTorch's `padding=p`),
+    which Keras' "same"/"valid" cannot express for SPADE's discriminator
+    (kernel 4, padding 2).
+
+    With `use_spectral_norm=True` the layer reproduces
+    `torch.nn.utils.spectral_norm` (not `keras.layers.SpectralNormalization`,
+    which keeps only u, overwrites the kernel and blocks the gradient through
+    sigma): the trainable `kernel` is the unnormalised weight (`weight_orig`),
+    `u` (out,) and `v` (kh*kw*in,) are stored; a training call runs one power
+    iteration, writes u and v back, and divides the kernel by
+    sigma = u . (W v) with u, v held constant, so the gradient flows through
+    sigma into the kernel. An inference call uses the stored u and v and does
+    no iteration. `v` is kept in this layer's (kh, kw, in) flattening; the
+    converter permutes it from PyTorch's (in, kh, kw) order.
+
+    Args:
+        filters: output channels.
+        kernel_size: square kernel size.
+        input_filters: input channels (fixed so the layer builds without data).
+        strides: stride in both directions.
+        padding: zero padding added on each side.
+        use_bias: add a bias.
+        use_spectral_norm: apply spectral normalisation to the kernel.
+        power_iterations: power iterations per training call (PyTorch: 1).
+        epsilon: normalisation epsilon of the power iteration (PyTorch: 1e-12).
+        kernel_initializer: initialiser of the kernel; the official xavier
+            normal with gain 0.02 by default.
+
+    Example:
+        >>> conv = Conv2D(8, 3, input_filters=4, padding=1, use_spectral_norm=True)
+        >>> conv(tf.zeros([1, 16, 16, 4]), training=True).shape
+        TensorShape([1, 16, 16, 8])
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        input_filters,
+        strides=1,
+        padding=0,
+        use_bias=True,
+        use_spectral_norm=False,
+        power_iterations=1,
+        epsilon=1e-12,
+        kernel_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.input_filters = int(input_filters)
+        self.strides = int(strides)
+        self.padding = int(padding)
+        self.use_bias = bool(use_bias)
+        self.use_spectral_norm = bool(use_spectral_norm)
+        self.power_iterations = int(power_iterations)
+        self.epsilon = float(epsilon)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer if kernel_initializer is not None else xavier_normal()
+        )
+
+    def build(self, input_shape=None):
+        if input_shape is not None and input_shape[-1] not in (None, self.input_filters):
+            raise ValueError(
+                f"{self.name}: expected {self.input_filters} input channels, got shape {input_shape}."
+            )
+        k = self.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(k, k, self.input_filters, self.filters),
+            initializer=self.kernel_initializer,
+            autocast=False,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+        if self.use_spectral_norm:
+            # Replicas hold identical weights, so their u, v updates are
+            # identical too: keep the first replica's.
+            self.u = self.add_weight(
+                name="u",
+                shape=(self.filters,),
+                initializer=_unit_normal,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+            self.v = self.add_weight(
+                name="v",
+                shape=(k * k * self.input_filters,),
+                initializer=_unit_normal,
+                trainable=False,
+                autocast=False,
+                aggregation="only_first_replica",
+            )
+
+    def spectral_sigma(self, training=False):
+        """sigma = u . (W v) of the spectral norm (float32); a training call first runs the power iteration
+        and stores the new u and v."""
+        kernel = tf.convert_to_tensor(self.kernel)
+        # Columns of w_t are the rows of PyTorch's W_mat = weight.reshape(out, -1).
+        w_t = tf.reshape(kernel, [-1, self.filters])
+        u, v = tf.convert_to_tensor(self.u), tf.convert_to_tensor(self.v)
+        if training:
+            w_const = tf.stop_gradient(w_t)
+            for _ in range(self.power_iterations):
+                v = _normalize(tf.linalg.matvec(w_const, u), self.epsilon)
+                u = _normalize(tf.linalg.matvec(w_const, v, transpose_a=True), self.epsilon)
+            u, v = tf.stop_gradient(u), tf.stop_gradient(v)
+            self.u.assign(u)
+            self.v.assign(v)
+        return tf.tensordot(u, tf.linalg.matvec(w_t, v, transpose_a=True), 1)
+
+    def normalized_kernel(self, training=False):
+        """The kernel the convolution uses (W / sigma with spectral norm), float32."""
+        kernel = tf.convert_to_tensor(self.kernel)
+        if not self.use_spectral_norm:
+            return kernel
+        return kernel / self.spectral_sigma(training)
+
+    def call(self, inputs, training=False):
+        bias = tf.cast(self.bias, self.compute_dtype) if self.use_bias else None
+        if not self.use_spectral_norm:
+            return self.convolve(inputs, tf.cast(self.kernel, self.compute_dtype), bias)
+        sigma = self.spectral_sigma(training)
+        x, strides, padding = self._conv_input(inputs)
+        x = _normalized_kernel_conv(x, tf.convert_to_tensor(self.kernel), sigma, strides, padding)
+        return x if bias is None else tf.nn.bias_add(x, bias)
+
+    def _conv_input(self, inputs):
+        """(input, stride, TF padding) of the VALID or SAME `tf.nn.conv2d` equal to this layer's conv."""
+        p = self.padding
+        if self.strides == 1 and 2 * p == self.kernel_size - 1:
+            # At stride 1 an odd kernel's SAME padding is p zeros on each side:
+            # the same sums, without materialising a padded copy of the input.
+            return inputs, 1, "SAME"
+        x = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs
+        return x, self.strides, "VALID"
+
+    def convolve(self, inputs, kernel, bias=None):
+        """This layer's padding and stride applied with a given kernel and bias.
+
+        SPADE's fast path reads its shared conv's weights outside a `tf.cond`
+        and convolves with them in the fallback branch.
+        """
+        x, strides, padding = self._conv_input(inputs)
+        x = tf.nn.conv2d(x, kernel, strides, padding)
+        return x if bias is None else tf.nn.bias_add(x, bias)
+
+    def compute_output_shape(self, input_shape):
+        def out(n):
+            if n is None:
+                return None
+            return (n + 2 * self.padding - self.kernel_size) // self.strides + 1
+
+        return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            input_filters=self.input_filters,
+            strides=self.strides,
+            padding=self.padding,
+            use_bias=self.use_bias,
+            use_spectral_norm=self.use_spectral_norm,
+            power_iterations=self.power_iterations,
+            epsilon=self.epsilon,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
