@@ -101,8 +101,12 @@ def base_config():
     c.train.lambda_vgg = 10.0
     c.train.lambda_kld = 0.05
     c.train.use_feat_loss = True
-    c.train.vgg_weights = ""  # path of VGG19 notop weights; "" = no VGG loss
-    c.train.vgg_preprocessing = "caffe"
+    # VGG19 weights for the perceptual loss; "" = no VGG loss. torchvision's vgg19-dcbb9e9d.pth (or the same
+    # keys as .npz) gives the official loss; Keras-applications .h5 weights are another network.
+    c.train.vgg_weights = ""
+    c.train.vgg_preprocessing = (
+        ""  # "" = by the file's kind (torchvision: none, Keras: caffe); or "caffe", "none"
+    )
     c.train.precision = "float32"  # or mixed_bfloat16, mixed_float16 (with loss scaling)
     c.train.xla = False
     c.train.deterministic = False  # TF op determinism (reproducible resumes on CPU)

@@ -10,7 +10,7 @@ import pytest
 
 from spade_tf.models.bundle import load_bundle
 from spade_tf.tools import convert
-from tests.test_case import FIXTURES, fixture, fixture_config, generator_state, nhwc
+from tests.test_case import FIXTURES, fixture, fixture_config, generator_state, nhwc, require_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,19 +181,9 @@ def test_command_reports_mismatch_without_traceback_noise(tmp_path):
     assert not (tmp_path / "x.keras").exists()
 
 
-def _require_torch():
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("SPADE_TF_REQUIRE_TORCH"):
-            raise
-        pytest.skip("PyTorch is an optional extra (requirements-torch.txt); CI installs it")
-    return torch
-
-
 @pytest.mark.torch
 def test_pth_files_in_both_directions(tmp_path):
-    torch = _require_torch()
+    torch = require_torch()
     state = fixture("state_G")
     path = str(tmp_path / "latest_net_G.pth")
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)

@@ -7,6 +7,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "official-small")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,3 +176,14 @@ def run_script(script, *flags, timeout=600):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         timeout=timeout,
     )
+
+
+def require_torch():
+    """torch, or a skip where PyTorch (an optional extra) is missing; CI sets SPADE_TF_REQUIRE_TORCH so it must be there."""
+    try:
+        import torch  # optional dependency: requirements-torch.txt
+    except ImportError:
+        if os.environ.get("SPADE_TF_REQUIRE_TORCH"):
+            raise
+        pytest.skip("PyTorch is an optional extra (requirements-torch.txt); CI installs it")
+    return torch

@@ -14,7 +14,10 @@ rescales them for the global batch.
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from spade_tf.models.state_dict import StateDictMismatch, load_state_dict
 
 LAMBDA_FEAT = 10.0
 LAMBDA_VGG = 10.0
@@ -22,6 +25,24 @@ LAMBDA_KLD = 0.05
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 # relu1_1 .. relu5_1 of VGG19 (torchvision features[0:2], [2:7], [7:12], [12:21], [21:30]).
 VGG_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+# The convolutions the loss reads, in order: Keras VGG19 layer -> torchvision `features.N` (N counts convs,
+# ReLUs and max-pools, as torchvision's `vgg19().features` does). block5_conv1 (relu5_1) is the last one used.
+VGG_CONVS = {
+    "block1_conv1": 0,
+    "block1_conv2": 2,
+    "block2_conv1": 5,
+    "block2_conv2": 7,
+    "block3_conv1": 10,
+    "block3_conv2": 12,
+    "block3_conv3": 14,
+    "block3_conv4": 16,
+    "block4_conv1": 19,
+    "block4_conv2": 21,
+    "block4_conv3": 23,
+    "block4_conv4": 25,
+    "block5_conv1": 28,
+}
+TORCHVISION_SUFFIXES = (".pth", ".pt", ".npz")
 
 
 def _full(x):
@@ -70,49 +91,103 @@ def kl_divergence_loss(mu, logvar, weight=LAMBDA_KLD):
     return -0.5 * tf.reduce_sum(1.0 + logvar - tf.square(mu) - tf.exp(logvar)) * weight
 
 
+def _is_torchvision_file(path):
+    return str(path).endswith(TORCHVISION_SUFFIXES)
+
+
+def _torchvision_conv_weights(state_dict, layer, index):
+    """(kernel HWIO, bias) of torchvision's `features.<index>` for the Keras VGG19 `layer`."""
+    kernel_key, bias_key = f"features.{index}.weight", f"features.{index}.bias"
+    missing = [k for k in (kernel_key, bias_key) if k not in state_dict]
+    if missing:
+        raise StateDictMismatch(
+            f"VGG19 state dict: missing {', '.join(missing)} (for {layer}); expected torchvision's "
+            "vgg19().features keys (features.N.weight / .bias), e.g. vgg19-dcbb9e9d.pth."
+        )
+    kernel, bias = np.asarray(state_dict[kernel_key]), np.asarray(state_dict[bias_key])
+    return kernel.transpose(2, 3, 1, 0), bias  # PyTorch (out, in, kh, kw) -> Keras (kh, kw, in, out)
+
+
 class VGGPerceptualLoss:
     """VGG19 perceptual loss: sum_i w_i * L1mean(vgg_i(fake), vgg_i(real)) * weight.
 
     The features are relu1_1 .. relu5_1 with weights 1/32, 1/16, 1/8, 1/4, 1,
     as in the official VGGLoss. Weights come from a local file, never a
-    download: a Keras `.weights.h5` of `keras.applications.VGG19(include_top=False)`
-    or the Keras-applications `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`.
+    download, in one of two kinds:
 
-    Input convention: images arrive in [-1, 1] RGB. With
-    `input_preprocessing="caffe"` (the default) they are converted to what the
-    Keras-applications weights were trained on (BGR, 0..255, ImageNet mean
-    subtracted). The official code feeds [-1, 1] RGB into torchvision's VGG19
-    with no normalisation; `input_preprocessing="none"` reproduces that input
-    for torchvision-derived weights. The two weight sets are different
-    networks, so the loss's magnitude is not the official one in either case.
+    - torchvision's VGG19 state dict (`vgg19-dcbb9e9d.pth`, or the same keys
+      in an `.npz`; `classifier.*` is ignored): the network of the official
+      loss. Images in [-1, 1] RGB go in as they are, as the official code
+      feeds them, so the loss is the official one (`VGGLoss(fake, real)`
+      times `weight`), gradient included. `from_torchvision` takes the
+      state dict itself.
+    - Keras weights: a `.weights.h5` of `keras.applications.VGG19(include_top=False)`
+      or the Keras-applications `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`.
+      These are a different network (Caffe-trained): by default images are
+      converted to its input convention (BGR, 0..255, ImageNet mean
+      subtracted). Not the official loss: its magnitude differs.
 
     Args:
-        weights_path: path of the VGG19 weights file.
+        weights_path: path of the VGG19 weights file (.pth/.pt/.npz: torchvision; .h5: Keras).
         weight: lambda_vgg (official: 10).
-        input_preprocessing: "caffe" or "none".
+        input_preprocessing: "caffe" (BGR, 0..255, mean subtracted) or "none" ([-1, 1] RGB as given);
+            None (or "") picks by the file's kind: "none" for torchvision, "caffe" for Keras.
     """
 
-    def __init__(self, weights_path, weight=LAMBDA_VGG, input_preprocessing="caffe"):
-        if input_preprocessing not in ("caffe", "none"):
-            raise ValueError(f"input_preprocessing={input_preprocessing!r}: choose 'caffe' or 'none'.")
+    def __init__(self, weights_path, weight=LAMBDA_VGG, input_preprocessing=None):
         if not weights_path or not os.path.isfile(weights_path):
             raise FileNotFoundError(
                 f"VGG19 weights file not found: {weights_path!r}. The perceptual loss needs a local "
-                "file (nothing is downloaded): the Keras-applications "
+                "file (nothing is downloaded): torchvision's 'vgg19-dcbb9e9d.pth' (the official loss; "
+                "reading .pth needs PyTorch, or save the same keys as .npz), the Keras-applications "
                 "'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5' or a '.weights.h5' saved from "
                 "keras.applications.VGG19(include_top=False). Pass its path, or turn the VGG loss off."
+            )
+        torchvision = _is_torchvision_file(weights_path)
+        state_dict = load_state_dict(weights_path) if torchvision else None
+        self._setup(weights_path, weight, input_preprocessing, state_dict)
+
+    @classmethod
+    def from_torchvision(cls, state_dict, weight=LAMBDA_VGG):
+        """The official loss from torchvision's VGG19 state dict (`features.N.weight/bias`; NumPy arrays)."""
+        loss = cls.__new__(cls)
+        loss._setup(None, weight, "none", state_dict)
+        return loss
+
+    def _setup(self, weights_path, weight, input_preprocessing, state_dict):
+        torchvision = state_dict is not None
+        if not input_preprocessing:  # None or "" (the config's "by the file's kind")
+            input_preprocessing = "none" if torchvision else "caffe"
+        if input_preprocessing not in ("caffe", "none"):
+            raise ValueError(f"input_preprocessing={input_preprocessing!r}: choose 'caffe' or 'none'.")
+        if torchvision and input_preprocessing != "none":
+            raise ValueError(
+                f"input_preprocessing={input_preprocessing!r} with torchvision's VGG19 weights: the official "
+                "loss feeds them [-1, 1] RGB as it is; use 'none' (or leave it unset)."
             )
         self.weights_path = weights_path
         self.weight = float(weight)
         self.input_preprocessing = input_preprocessing
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
-        try:
-            vgg.load_weights(weights_path)
-        except Exception as e:  # h5py / Keras raise several types for a bad file
-            raise ValueError(
-                f"could not load VGG19 weights from {weights_path}: {e}. Expected the Keras VGG19 "
-                "notop weights (.h5) or a .weights.h5 of keras.applications.VGG19(include_top=False)."
-            ) from e
+        if torchvision:
+            for layer, index in VGG_CONVS.items():
+                kernel, bias = _torchvision_conv_weights(state_dict, layer, index)
+                expected = [tuple(w.shape) for w in vgg.get_layer(layer).get_weights()]
+                if [kernel.shape, bias.shape] != expected:
+                    raise StateDictMismatch(
+                        f"VGG19 state dict: features.{index} has kernel {kernel.shape[::-1]} (out, in, kh, kw "
+                        f"reversed) and bias {bias.shape}; {layer} of VGG19 needs {expected}."
+                    )
+                vgg.get_layer(layer).set_weights([kernel, bias])
+        else:
+            try:
+                vgg.load_weights(weights_path)
+            except Exception as e:  # h5py / Keras raise several types for a bad file
+                raise ValueError(
+                    f"could not load VGG19 weights from {weights_path}: {e}. Expected the Keras VGG19 "
+                    "notop weights (.h5), a .weights.h5 of keras.applications.VGG19(include_top=False), or "
+                    "torchvision's vgg19 state dict (.pth / .npz)."
+                ) from e
         vgg.trainable = False
         self.features = keras.Model(vgg.input, [vgg.get_layer(n).output for n in VGG_LAYERS])
 

@@ -32,6 +32,7 @@ from spade_tf.models.conv import Conv2D
 from spade_tf.models.discriminator import MultiscaleDiscriminator
 from spade_tf.models.encoder import ConvEncoder
 from spade_tf.models.generator import UPSAMPLING_CHOICES, SPADEGenerator
+from spade_tf.models.losses import VGGPerceptualLoss
 from spade_tf.models.normalization import ParamFreeBatchNorm
 
 # Re-exported: part of the converter's documented API (convert.StateDictMismatch, convert.load_state_dict).
@@ -412,6 +413,21 @@ def encoder_to_official(encoder):
             "counterpart (the ConvEncoder built with crop_size >= 256)."
         )
     return _export(encoder_entries(encoder))
+
+
+def vgg_loss_from_torchvision(state_dict, weight=1.0):
+    """The official VGG perceptual loss from torchvision's VGG19 state dict.
+
+    Args:
+        state_dict: `features.N.weight` / `features.N.bias` arrays in PyTorch layout (torchvision's
+            `vgg19-dcbb9e9d.pth` read with `load_state_dict`, or the same keys); `classifier.*` is ignored.
+        weight: factor on the loss (the trainer uses lambda_vgg, officially 10).
+
+    Returns:
+        A `VGGPerceptualLoss` whose call on NHWC float32 images in [-1, 1] returns the official
+        `VGGLoss(fake, real) * weight`, gradient included.
+    """
+    return VGGPerceptualLoss.from_torchvision(state_dict, weight)
 
 
 def official_options_of(generator, discriminator=None):
