@@ -6,7 +6,6 @@ stand-in files written to tmp_path.
 """
 
 import os
-import zlib
 
 import numpy as np
 import pytest
@@ -14,31 +13,14 @@ import tensorflow as tf
 
 from spade_tf.evaluation import inception
 from spade_tf.tools.convert import StateDictMismatch
+from tests.make_inception_goldens import OUTPUT as GOLDEN_FEATURES
+from tests.make_inception_goldens import SIZES, golden_inputs, seeded_state_dict
 
 # torchvision's documented inception_v3 size (27,161,264 parameters) less the auxiliary classifier
 # (3,326,696) and the 1000-class fc (2,049,000): conv weights and batch-norm gamma/beta of pytorch-fid's
 # network. pytorch-fid's FID blocks only change pooling, so they add no parameters.
 EXPECTED_PARAMETERS = 21_785_568
 NUM_CONVS = 94
-
-
-def seeded_state_dict(shapes):
-    """A reproducible random pytorch-fid state dict (per-key seeds, so key order does not matter).
-
-    The golden numbers below came from pytorch-fid 0.3.0 (torchvision 0.28) loaded with exactly this
-    state dict; scaled so activations stay O(1) through the 94 conv layers.
-    """
-    out = {}
-    for key, shape in shapes.items():
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
-        if key.endswith("conv.weight"):
-            value = rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
-        elif key.endswith(("bn.weight", "bn.running_var")):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.standard_normal(shape) * 0.1
-        out[key] = value.astype(np.float32)
-    return out
 
 
 def golden_images():
@@ -98,6 +80,17 @@ def test_features_match_pytorch_fid_golden_values(seeded):
     np.testing.assert_allclose(got @ projection, GOLDEN_PROJECTION, rtol=1e-4)
     for index, values in GOLDEN_ENTRIES.items():
         np.testing.assert_allclose(got[:, index], values, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("height,width", SIZES)
+def test_full_features_match_pytorch_fid_at_each_size(seeded, height, width):
+    # All 2048 features of pytorch-fid's own network (tests/make_inception_goldens.py wrote them): at 299,
+    # upsampled from an odd 37x51, and downsampled from 400x300 (both through the bilinear resize).
+    _, _, features = seeded
+    golden = np.load(GOLDEN_FEATURES)[f"features_{height}x{width}"]
+    got = features(golden_inputs(height, width))
+    # float32 networks in two frameworks: measured ~1e-6 of the largest feature apart.
+    np.testing.assert_allclose(got, golden, rtol=0, atol=1e-5 * np.abs(golden).max())
 
 
 def test_batched_features_equal_a_direct_call(seeded):

@@ -116,10 +116,19 @@ def test_encoder_any_input_size():
 
 
 def test_encoder_resizes_like_official():
-    # The official encoder first resizes 64x64 to 256x256 (bilinear, half-pixel).
+    # The official encoder first resizes 64x64 to 256x256 (bilinear, half-pixel): spade_tf's encoder
+    # must give the input its first layer saw (outputs_eval's E_resized_input).
     image = nhwc(fixture("inputs")["image"])
-    resized = tf.image.resize(image, (256, 256), method="bilinear", antialias=False)
+    encoder = ConvEncoder(base_filters=4, latent_dim=8, image_size=256)
+    resized = encoder.resize_input(tf.constant(image))
+    assert resized.shape == (image.shape[0], 256, 256, 3)
     np.testing.assert_allclose(resized.numpy(), nhwc(fixture("outputs_eval")["E_resized_input"]), atol=1e-5)
+    # call() reads the image through resize_input: the same input gives the same latents either way.
+    encoder.build()
+    mu, logvar = encoder(tf.constant(image))
+    mu_resized, logvar_resized = encoder(resized)
+    np.testing.assert_array_equal(mu.numpy(), mu_resized.numpy())
+    np.testing.assert_array_equal(logvar.numpy(), logvar_resized.numpy())
 
 
 def _models():

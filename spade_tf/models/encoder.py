@@ -83,14 +83,17 @@ class ConvEncoder(keras.Model):
         self.fc_mu.build((None, features))
         self.fc_var.build((None, features))
 
-    def call(self, image, training=False):
+    def resize_input(self, image):
+        """The image at `image_size`, as the official encoder resizes it (bilinear, half-pixel, no antialias)."""
         s = self.image_size
         if image.shape[1] != s or image.shape[2] != s:
             image = tf.image.resize(
                 tf.cast(image, self.variable_dtype), (s, s), method="bilinear", antialias=False
             )
-            image = tf.cast(image, self.compute_dtype)
-        x = image
+        return tf.cast(image, self.compute_dtype)
+
+    def call(self, image, training=False):
+        x = self.resize_input(image)
         for i, conv in enumerate(self.convs):
             if i:
                 x = tf.nn.leaky_relu(x, 0.2)
