@@ -14,19 +14,23 @@ from ml_collections import config_flags  # noqa: E402
 
 from spade_tf.config import check_command_line, validate  # noqa: E402
 from spade_tf.data import setup as data_setup  # noqa: E402
+from spade_tf.data.check import DatasetError  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.py")
 
 
 def main(argv):
     del argv
-    from spade_tf.data.check import DatasetError
-
-    config = validate(flags.FLAGS.config)
     try:
+        config = validate(flags.FLAGS.config)
         data_setup.prepare_data(config, run_check=True)
-    except DatasetError:
-        sys.exit(1)
+    except DatasetError as e:
+        if e.report is None:
+            sys.exit(f"check_dataset.py: error: {e}")
+        sys.exit(1)  # the report, naming each file and its fix, is printed
+    except (ValueError, FileNotFoundError) as e:
+        # A config value or a dataset folder that does not exist: one line, no traceback.
+        sys.exit(f"check_dataset.py: error: {e}")
     print("Dataset OK.")
 
 

@@ -81,8 +81,8 @@ def main(argv):
             output=FLAGS.output,
         )
     except (ValueError, FileNotFoundError, DatasetError) as e:
-        print(f"evaluate.py: {e}", file=sys.stderr)
-        return 1
+        # Input problems (a missing or damaged model, weights or dataset), each naming the file: one line.
+        sys.exit(f"evaluate.py: error: {e}")
     return 0
 
 

@@ -34,6 +34,20 @@ flags.DEFINE_list(
 )
 flags.DEFINE_bool("onnx", False, "Also write an ONNX file (pip install -r requirements-onnx.txt).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version folder.")
+flags.DEFINE_integer(
+    "max_maps", export_lib.DEFAULT_MAX_MAPS, "SavedModel signatures refuse more label maps per request."
+)
+flags.DEFINE_integer(
+    "max_pixels",
+    export_lib.DEFAULT_MAX_PIXELS,
+    "SavedModel signatures refuse more label pixels per request (N x H x W, read from PNG headers before "
+    "decoding); the generator's memory grows with them (README, 'Export and serving').",
+)
+flags.DEFINE_integer(
+    "max_style_pixels",
+    export_lib.DEFAULT_MAX_STYLE_PIXELS,
+    "SavedModel signatures refuse more style-image pixels per request (height x width summed).",
+)
 flags.mark_flag_as_required("model")
 
 
@@ -48,6 +62,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         variants = export_lib.check_tflite_variants(FLAGS.tflite_variants) if FLAGS.tflite else ()
+        limits = export_lib.Limits(FLAGS.max_maps, FLAGS.max_pixels, FLAGS.max_style_pixels)
         synthesizer = load_synthesizer(FLAGS.model)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"export.py: error: {e}")
@@ -57,7 +72,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     written = []
     try:
-        written.append(export_lib.export_saved_model(synthesizer, export_dir, FLAGS.version, FLAGS.overwrite))
+        written.append(
+            export_lib.export_saved_model(synthesizer, export_dir, FLAGS.version, FLAGS.overwrite, limits)
+        )
     except (ValueError, FileExistsError) as e:
         sys.exit(f"export.py: error: {e}")
     if variants:
@@ -73,6 +90,7 @@ def main(argv):
         print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.1f} kB)")
     signatures = export_lib.read_metadata(export_dir)["signatures"]
     print(f"SavedModel signatures: {', '.join(signatures)}")
+    print(f"SavedModel limits per request: {limits}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,18 @@ flags.DEFINE_integer("max_body_bytes", server.DEFAULT_MAX_BODY_BYTES, "Larger re
 flags.DEFINE_integer("max_concurrent", 2, "Predictions running at once.")
 flags.DEFINE_integer("max_queue", 8, "Predictions waiting; more get 503 at once.")
 flags.DEFINE_float("queue_timeout_s", 30.0, "Longest wait in the queue (then 503).")
+flags.DEFINE_integer(
+    "max_maps", None, "Most label maps per request, else 413 (default: the export's, metadata.json limits)."
+)
+flags.DEFINE_integer(
+    "max_pixels",
+    None,
+    "Most label pixels per request (N x H x W, from the PNG headers before decoding), else 413; memory grows "
+    "with it (README, 'Export and serving'). Default: the export's (metadata.json limits).",
+)
+flags.DEFINE_integer(
+    "max_style_pixels", None, "Most style-image pixels per request, else 413 (default: the export's)."
+)
 flags.mark_flag_as_required("model")
 
 
@@ -48,6 +60,9 @@ def main(argv):
             max_concurrent=FLAGS.max_concurrent,
             max_queue=FLAGS.max_queue,
             queue_timeout_s=FLAGS.queue_timeout_s,
+            max_maps=FLAGS.max_maps,
+            max_pixels=FLAGS.max_pixels,
+            max_style_pixels=FLAGS.max_style_pixels,
         )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"serve.py: error: {e}")
@@ -60,6 +75,14 @@ def main(argv):
         servable.version,
         servable.name,
         ", ".join(sorted(servable.signatures)),
+    )
+    limits = servable.limits
+    logging.info(
+        "limits per request: %d label maps, %d label pixels, %d style pixels (export's: %s)",
+        limits.max_maps,
+        limits.max_pixels,
+        limits.max_style_pixels,
+        servable.export_limits,
     )
     logging.info("painter: %s/   predict: %s/v1/models/%s:predict", httpd.url, httpd.url, servable.name)
     try:

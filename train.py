@@ -20,7 +20,9 @@ from ml_collections import config_flags  # noqa: E402
 
 from spade_tf.config import check_command_line, validate  # noqa: E402
 from spade_tf.data.check import DatasetError  # noqa: E402
+from spade_tf.models.bundle import BundleError  # noqa: E402
 from spade_tf.training import train_lib  # noqa: E402
+from spade_tf.training.workdir import WorkdirError  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.py")
 FLAGS = flags.FLAGS
@@ -51,9 +53,15 @@ def main(argv):
     logging.info("Config:\n%s", config)
     try:
         train_lib.train(config, workdir)
-    except DatasetError:
+    except DatasetError as e:
+        if e.report is None:
+            sys.exit(f"train.py: error: {e}")
         # The check's report, with each file and its fix, is already printed.
         sys.exit("train.py: the dataset check failed (see the report above); nothing was trained.")
+    except (FileNotFoundError, BundleError, WorkdirError) as e:
+        # A missing dataset or model file, a damaged bundle (train.init_from), a workdir in use, a full
+        # disk, unreadable checkpoints: each message names the file and what to do.
+        sys.exit(f"train.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 
@@ -17,11 +18,14 @@ from spade_tf.models.bundle import load_bundle, save_bundle
 from spade_tf.serving import export_lib
 from spade_tf.serving.inference import Synthesizer, load_synthesizer
 from spade_tf.utils import file_sha256
-from tests.test_case import tiny_bundle
+from tests.test_case import run_script, tiny_bundle
 
 # Graph and eager float rounding may differ by ~1e-6, which can move a value across a uint8 truncation
 # boundary: exported and Keras images agree within one grey level.
 UINT8_STEP = 1
+# Small work bounds, so that going over them is cheap: every other input of these tests fits them.
+PLAIN_LIMITS = export_lib.Limits(max_maps=4, max_pixels=8192, max_style_pixels=3000)
+VAE_LIMITS = export_lib.Limits(max_maps=3, max_pixels=8192, max_style_pixels=3000)
 
 
 def calibrated_bundle(path, **kwargs):
@@ -93,6 +97,21 @@ def colour_png(labels, palette, alpha=False):
     return png_bytes(rgb)
 
 
+def claimed_png(width, height):
+    """A 32x32 grey PNG whose header claims another size: a decompression bomb's header on a tiny body."""
+    data = grey_png(coarse_labels(1)[0])
+    return data[:16] + struct.pack(">II", width, height) + data[24:]
+
+
+def claimed_jpeg(width, height):
+    """An 8x8 JPEG whose frame header (SOF0) claims another size."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    sof = data.index(b"\xff\xc0")
+    return data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+
+
 def decode_pngs(strings):
     return np.stack([np.array(Image.open(io.BytesIO(s))) for s in strings])
 
@@ -107,7 +126,7 @@ def plain(tmp_path_factory):
     """Non-VAE model with instance maps, exported as version 1."""
     root = tmp_path_factory.mktemp("plain")
     synth = load_synthesizer(shared_bundle(tmp_path_factory))
-    version_dir = export_lib.export_saved_model(synth, str(root / "export"))
+    version_dir = export_lib.export_saved_model(synth, str(root / "export"), limits=PLAIN_LIMITS)
     return synth, str(root / "export"), version_dir
 
 
@@ -116,7 +135,7 @@ def vae(tmp_path_factory):
     """VAE model with a don't-care label and instance maps."""
     root = tmp_path_factory.mktemp("vae")
     synth = load_synthesizer(shared_bundle(tmp_path_factory, use_vae=True, contain_dontcare_label=True))
-    version_dir = export_lib.export_saved_model(synth, str(root / "export"))
+    version_dir = export_lib.export_saved_model(synth, str(root / "export"), limits=VAE_LIMITS)
     return synth, str(root / "export"), version_dir
 
 
@@ -148,6 +167,7 @@ def test_layout_and_metadata(plain, vae):
     assert sd["outputs"] == {"images": {"dtype": "uint8", "shape": [-1, 32, 32, 3]}}
     assert meta["signatures"]["style_png"]["inputs"]["style_png_bytes"] == {"dtype": "string", "shape": [-1]}
     assert meta["spade_tf_version"] == "0.1.0" and meta["exported_at"]
+    assert meta["limits"] == {"max_maps": 3, "max_pixels": 8192, "max_style_pixels": 3000}
     plain_meta = export_lib.read_metadata(plain[1])
     assert sorted(plain_meta["signatures"]) == ["predict_png", "serving_default"]
     # Non-VAE models take any multiple of 32: H and W are dynamic.
@@ -185,7 +205,7 @@ def test_versions_are_refused_replaced_and_written_atomically(plain, tmp_path, m
     def fake_writer(marker, fail=False):
         """Stands in for the (slow) real writer: writes one marker file, or fails half-way."""
 
-        def write(synthesizer, path):
+        def write(synthesizer, path, limits=None):
             os.makedirs(path, exist_ok=True)
             with open(os.path.join(path, "marker"), "w") as f:
                 f.write(marker)
@@ -401,6 +421,14 @@ def _bad_feeds(plain_synth, vae_synth):
     ok = coarse_labels(1)
     seed = np.array([1], np.int32)
     wrong_colour = np.zeros((32, 32, 3), np.uint8) + np.array([1, 2, 3], np.uint8)
+
+    def styled(style_png):
+        return {
+            "label_png_bytes": np.array([grey_png(ok[0])]),
+            "style_png_bytes": np.array([style_png]),
+            "seed": seed,
+        }
+
     return [
         (
             "plain",
@@ -492,6 +520,72 @@ def _bad_feeds(plain_synth, vae_synth):
             },
             "style_png_bytes: not a PNG or JPEG image",
         ),
+        # Work bounds (PLAIN_LIMITS, VAE_LIMITS), checked before anything is decoded: a 10^10-pixel header
+        # on a 32x32 body gets the limit's message, not a decoder's error or an allocation of 40 GB.
+        (
+            "plain",
+            "predict_png",
+            {"label_png_bytes": np.array([grey_png(ok[0])] * 5)},
+            r"label_png_bytes: at most 4 label maps per request \(set at export: export\.py --max_maps\); "
+            r"got:\] \[5\]",
+        ),
+        (
+            "plain",
+            "serving_default",
+            {"labels": coarse_labels(5), "instances": coarse_labels(5)},
+            r"labels: at most 4 label maps per request",
+        ),
+        (
+            "plain",
+            "serving_default",
+            {"labels": coarse_labels(1, (96, 96)), "instances": coarse_labels(1, (96, 96))},
+            r"labels: at most 8192 label map pixels per request .*export\.py --max_pixels\); got:\] \[9216\]",
+        ),
+        (
+            "plain",
+            "predict_png",
+            {"label_png_bytes": np.array([grey_png(coarse_labels(1, (96, 96))[0])])},
+            r"label_png_bytes: at most 8192 label map pixels .*\[9216\]",
+        ),
+        (
+            "plain",
+            "predict_png",
+            {"label_png_bytes": np.array([claimed_png(100000, 100000)])},
+            r"label_png_bytes: at most 8192 label map pixels .*\[10000000000\]",
+        ),
+        (
+            # A size with its top bit set (negative as int32) counts as the unsigned number it is.
+            "plain",
+            "predict_png",
+            {"label_png_bytes": np.array([claimed_png(2**31, 64)])},
+            r"at most 8192 label map pixels .*\[137438953472\]",
+        ),
+        (
+            # The message shows the first bytes in hex: raw 0xff bytes would make TF's error text unreadable
+            # (a UnicodeDecodeError instead of this InvalidArgumentError).
+            "plain",
+            "predict_png",
+            {"label_png_bytes": np.array([claimed_jpeg(8, 8)])},
+            r"label_png_bytes: not a PNG file.*in hex:.*ffd8ffe0",
+        ),
+        (
+            "vae",
+            "style",
+            {"labels": ok, "instances": ok, "style_images": np.zeros((1, 60, 60, 3), np.uint8), "seed": seed},
+            r"style_images: at most 3000 style image pixels .*export\.py --max_style_pixels\); got:\] \[3600\]",
+        ),
+        (
+            "vae",
+            "style_png",
+            styled(claimed_png(100000, 100000)),
+            r"style_png_bytes: at most 3000 style image pixels .*\[10000000000\]",
+        ),
+        (
+            "vae",
+            "style_png",
+            styled(claimed_jpeg(60000, 60000)),
+            r"style_png_bytes: at most 3000 style image pixels .*\[3600000000\]",
+        ),
     ]
 
 
@@ -511,3 +605,13 @@ def test_wrong_rank_and_vae_size_fail_as_invalid_argument(loaded):
     big = tf.constant(coarse_labels(1, (64, 64)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="this VAE model takes only 32x32 label maps"):
         loaded["vae"].signatures["serving_default"](labels=big, instances=big, seed=tf.constant([1]))
+
+
+def test_limits_are_positive_integers(tmp_path):
+    assert export_lib.Limits.from_json(None) == export_lib.Limits()
+    assert export_lib.Limits.from_json({"max_pixels": 5, "later_field": 1}).max_pixels == 5
+    for bad in ({"max_maps": 0}, {"max_pixels": 2.5}, {"max_style_pixels": True}, {"max_pixels": 2**41}):
+        with pytest.raises(ValueError, match="use a positive integer"):
+            export_lib.Limits(**bad)
+    proc = run_script("export.py", "--model", str(tmp_path), "--max_pixels", "0")
+    assert proc.returncode != 0 and "max_pixels=0: use a positive integer" in proc.stderr

@@ -2,10 +2,13 @@
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import io
 import json
 import os
+import resource
+import socket
 import threading
 import time
 import urllib.error
@@ -16,9 +19,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from spade_tf.serving import export_lib
 from spade_tf.serving import server as serve
 from spade_tf.serving.export_lib import export_saved_model
 from spade_tf.serving.inference import load_synthesizer
+from tests.export_test import claimed_jpeg, claimed_png
 from tests.test_case import run_script, tiny_bundle
 
 CLASS_NAMES = ("sky", "grass", "tree", "water")
@@ -626,3 +631,205 @@ def test_command_line_errors_name_the_problem(tmp_path):
     assert "--model" in proc.stderr
     with pytest.raises(ValueError, match="max_concurrent >= 1"):
         serve._Limiter(0, 1, 1.0)
+
+
+# -- work bounds and hostile input --------------------------------------------------------------------------
+
+
+def call(signature, **row):
+    """A one-instance request body of `signature`."""
+    return {"signature_name": signature, "instances": [row]}
+
+
+def assert_still_serving(server):
+    """The next normal request is answered: the bad one neither killed nor wedged the server."""
+    seed = {"seed": 1} if "seed" in server.servable.input_specs["predict_png"] else {}
+    status, _, out = predict(server, call("predict_png", label_png_bytes=b64(png(labels(1)[0])), **seed))
+    assert status == 200, out[:300]
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_png_claiming_a_huge_size_is_refused_from_its_header(plain, monkeypatch):
+    before = peak_rss_mb()
+    for width, height in ((4000, 4000), (100000, 100000), (2**32 - 1, 2**32 - 1)):
+        began = time.monotonic()
+        status, message = json_error(
+            *predict(plain, call("predict_png", label_png_bytes=b64(claimed_png(width, height))))
+        )
+        assert status == 413 and f"{width * height:,} label map pixels" in message, message
+        assert "(--max_pixels)" in message
+        assert time.monotonic() - began < 5  # refused from the header, not after decoding
+        assert_still_serving(plain)
+    # Past a server limit set too high, the SavedModel refuses it itself, still before decoding (TF Serving's
+    # case): the message is the export's bound, not a decoder's error, and no 40 GB were allocated.
+    monkeypatch.setattr(plain.servable, "limits", export_lib.Limits(max_pixels=2**40))
+    status, message = json_error(
+        *predict(plain, call("predict_png", label_png_bytes=b64(claimed_png(100000, 100000))))
+    )
+    assert status == 400 and "export.py --max_pixels" in message and "10000000000" in message, message
+    assert peak_rss_mb() - before < 500
+    monkeypatch.undo()
+    assert_still_serving(plain)
+
+
+def test_many_small_maps_are_refused_before_decoding(plain, monkeypatch):
+    one = b64(png(labels(1)[0]))
+    limits = plain.servable.limits
+    status, message = json_error(
+        *predict(plain, {"signature_name": "predict_png", "instances": [one] * (limits.max_maps + 1)})
+    )
+    assert status == 413 and f"{limits.max_maps + 1} label maps" in message and "(--max_maps)" in message
+    assert_still_serving(plain)
+    # The pixel bound counts every map: three 32x32 maps are over a two-map bound, as PNGs or as id arrays.
+    monkeypatch.setattr(plain.servable, "limits", dataclasses.replace(limits, max_pixels=2 * SIZE * SIZE))
+    ids = labels(3)
+    for body in (
+        {"signature_name": "predict_png", "instances": [one] * 3},
+        {"inputs": {"labels": ids.tolist(), "instances": ids.tolist()}},
+    ):
+        status, message = json_error(*predict(plain, body))
+        assert status == 413 and "3,072 label map pixels" in message and "(--max_pixels)" in message, message
+        assert_still_serving(plain)
+
+
+def _garbage_requests():
+    """(case, model, body, status, text the message holds): garbage in every string field of a request."""
+    ids = labels(1)[0].tolist()
+    label = b64(png(labels(1)[0]))
+    noise = np.random.default_rng(7).integers(0, 256, 300, dtype=np.uint8).tobytes()
+    jpeg = claimed_jpeg(8, 8)
+    return [
+        ("non-UTF-8 body", "plain", b'{"signature_name": "\xff\xfe"}', 400, "not UTF-8"),
+        (
+            "NUL and 0xff in signature_name",
+            "plain",
+            {"signature_name": "\x00\xff", "instances": [1]},
+            400,
+            "not found",
+        ),
+        (
+            "lone surrogate in signature_name",
+            "plain",
+            b'{"signature_name": "\\udcff", "instances": [1]}',
+            400,
+            "not found",
+        ),
+        (
+            "garbage input name",
+            "plain",
+            b'{"instances": [{"labels": [[0]], "\\u0000\\udcff\\n": 1}]}',
+            400,
+            "unknown input(s)",
+        ),
+        (
+            "binary in a plain string",
+            "plain",
+            call("predict_png", label_png_bytes="\x00\xff"),
+            400,
+            "not a PNG",
+        ),
+        (
+            "lone surrogate in a plain string",
+            "plain",
+            b'{"signature_name": "predict_png", "instances": ["\\ud800"]}',
+            400,
+            "lone surrogate",
+        ),
+        ("random bytes", "plain", call("predict_png", label_png_bytes=b64(noise)), 400, "not a PNG file"),
+        ("a JPEG as a label map", "plain", call("predict_png", label_png_bytes=b64(jpeg)), 400, "ffd8ff"),
+        (
+            "a PNG header, then noise",
+            "plain",
+            call("predict_png", label_png_bytes=b64(png(labels(1)[0])[:40] + noise)),
+            400,
+            "",
+        ),
+        ("b64 not a string", "plain", call("predict_png", label_png_bytes={"b64": 7}), 400, "base64 string"),
+        (
+            "b64 of control bytes",
+            "plain",
+            call("predict_png", label_png_bytes={"b64": "\x00\xff"}),
+            400,
+            "base64",
+        ),
+        ("labels as text", "plain", {"inputs": {"labels": "\x00\xff", "instances": "x"}}, 400, "expected"),
+        ("seed as text", "vae", call("predict_png", label_png_bytes=label, seed="\x00\xff"), 400, "integers"),
+        (
+            "style: random bytes",
+            "vae",
+            call("style_png", label_png_bytes=label, seed=1, style_png_bytes=b64(noise)),
+            400,
+            "not a PNG or JPEG",
+        ),
+        (
+            "style: a JPEG header, then noise",
+            "vae",
+            call("style_png", label_png_bytes=label, seed=1, style_png_bytes=b64(jpeg[:30] + noise)),
+            400,
+            "",
+        ),
+        (
+            "style: a JPEG claiming 60000x60000",
+            "vae",
+            call("style_png", label_png_bytes=label, seed=1, style_png_bytes=b64(claimed_jpeg(60000, 60000))),
+            413,
+            "(--max_style_pixels)",
+        ),
+        (
+            "style: a PNG claiming 100000x100000",
+            "vae",
+            call(
+                "style_png", label_png_bytes=label, seed=1, style_png_bytes=b64(claimed_png(100000, 100000))
+            ),
+            413,
+            "10,000,000,000 style image pixels",
+        ),
+        ("nested too deeply", "plain", b'{"instances": ' + b"[" * 50000 + b"]" * 50000 + b"}", 400, "nested"),
+        (
+            "ids too deep",
+            "plain",
+            {"inputs": {"labels": [[[[[[ids]]]]]], "instances": [[[[[[ids]]]]]]}},
+            400,
+            "shape",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", _garbage_requests(), ids=lambda c: c[0])
+def test_garbage_in_any_string_field_gets_a_readable_4xx(case, request_fixture):
+    _, model, body, status, needle = case
+    server = request_fixture(model)
+    got, message = json_error(*predict(server, json.dumps(body).encode() if isinstance(body, dict) else body))
+    assert (got, needle in message) == (status, True), message
+    # One line of printable ASCII: no raw input bytes, no stack trace.
+    assert message.isascii() and message.isprintable() and "Traceback" not in message, message
+    assert_still_serving(server)
+
+
+def test_garbage_in_the_url_and_the_request_line_gets_json(plain):
+    for path in ("/v1/models/%ff%fe%00:predict", "/v1/models/spade/versions/%ff:predict", "/\xff\xfe"):
+        status, body = raw_request(
+            plain, f"POST {path} HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{}}".encode("latin-1")
+        )
+        assert status == 404 and json.loads(body)["error"].isascii(), body
+    # The standard library's own refusals (here: an unknown method) are JSON too.
+    status, body = raw_request(plain, b"\xff\xfe / HTTP/1.1\r\n\r\n")
+    message = json.loads(body)["error"]
+    assert status == 501 and message == "Not Implemented: Unsupported method ('\\xff\\xfe')", message
+    status, body = raw_request(
+        plain, b"POST /v1/models/spade:predict HTTP/1.1\r\nContent-Length: \xff1\r\n\r\n"
+    )
+    assert status == 400 and "bad Content-Length" in json.loads(body)["error"]
+    assert_still_serving(plain)
+
+
+def raw_request(server, data):
+    """Sends raw bytes on a new connection; (status, body) of the answer."""
+    with socket.create_connection(server.server_address[:2], timeout=TIMEOUT_S) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()

@@ -12,6 +12,9 @@ index is the id) holds class ids, RGB(A) maps need a palette (see `spade_tf.data
 is the don't-care value, which becomes id `num_classes`; so with `contain_dontcare_label` the
 valid ids are 0..num_classes plus 255 (ADE20K uses raw values 0..150 with num_classes=150),
 without it 0..num_classes-1.
+
+Label and instance maps must be lossless: the file's signature (PNG magic), not its name, decides,
+and a JPEG saved under a .png name is an error that says why (its ids are changed near every edge).
 """
 
 import concurrent.futures
@@ -29,6 +32,7 @@ from spade_tf.data.palette import PALETTE_FORMAT
 MAX_LISTED = 20
 
 _UNREADABLE_FIX = "re-export or re-download it, or remove the example"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 @dataclasses.dataclass
@@ -141,12 +145,35 @@ def _present_ids(arr):
     return np.unique(arr).tolist()
 
 
+def _unreadable(path, error, what="label map"):
+    """The report line of a label or instance file that `labels.read_label` refused.
+
+    The file's signature, not its name, says what it is: a JPEG saved under a .png name reads as an image
+    to most tools, and with num_classes large enough its damaged ids would even pass the range check.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        head = b""
+    lossy = "JPEG" if head.startswith(JPEG_SIGNATURE) else None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        lossy = "WebP"
+    if lossy is None:
+        return f"{error}; {_UNREADABLE_FIX}"
+    return (
+        f"{path}: is a {lossy} file, not a PNG, whatever its name; a {what} must be a lossless PNG because "
+        f"lossy compression changes the ids (pixels near every edge get other, often nonexistent, ids). Export "
+        f"it again as PNG from its source: converting this file to PNG keeps the changed ids"
+    )
+
+
 def _read_label(path, palette, result):
     """Label ids of one file and its (W, H); ids are None after recording a problem."""
     try:
         label = labels.read_label(path)
     except labels.UnreadableLabelError as e:
-        result.unreadable.append(f"{e}; {_UNREADABLE_FIX}")
+        result.unreadable.append(_unreadable(path, e))
         return None, None
     if label.holds_colours and palette is None:
         result.errors.append(
@@ -212,7 +239,7 @@ def _check_example(example, palette, decode_images):
         try:
             instance = labels.read_label(example.instance)
         except labels.UnreadableLabelError as e:
-            result.unreadable.append(f"{e}; {_UNREADABLE_FIX}")
+            result.unreadable.append(_unreadable(example.instance, e, "instance map"))
             instance = None
         if instance is not None and instance.holds_colours:
             result.errors.append(

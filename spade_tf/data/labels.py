@@ -45,6 +45,11 @@ _PNG_COLOUR_TYPES = (PNG_RGB, PNG_RGBA)
 # Signature and IHDR chunk (length, type, 13 data bytes, CRC): the shortest prefix that says what a PNG holds.
 _PNG_HEADER_BYTES = 33
 
+# Why a label map must be a PNG whatever its name says: said wherever a non-PNG label file is refused.
+LOSSLESS_REASON = (
+    "label maps must be lossless PNG files (JPEG or WebP compression changes the ids near every edge), whatever "
+    "the file's name says"
+)
 LABEL_PNG_KINDS = (
     "8/16-bit grey or palette-indexed PNG of ids (the index is the id), grey+alpha (ids in the grey channel), "
     "or RGB(A) in the palette colours"
@@ -285,7 +290,8 @@ def read_label(source, what=None):
     header = png_header(data)
     if header is None:
         raise UnreadableLabelError(
-            f"{what}: cannot be read as an image (not a PNG file; label maps must be PNG: {LABEL_PNG_KINDS})"
+            f"{what}: cannot be read as an image: not a PNG file ({LOSSLESS_REASON}); save it as a PNG: "
+            f"{LABEL_PNG_KINDS}"
         )
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -491,7 +497,9 @@ def decode_label_png_tf(data, colors=None, source="label map", hint="", strict_c
             unknown colours with `strict_colours`.
     """
     is_png, _, _, bit_depth, colour_type = png_header_tf(data)
-    data = with_check(data, is_png, [source, f": not a PNG file; label maps must be PNG: {LABEL_PNG_KINDS}"])
+    data = with_check(
+        data, is_png, [source, f": not a PNG file ({LOSSLESS_REASON}); save it as a PNG: {LABEL_PNG_KINDS}"]
+    )
     native = _decode_samples(data, source, bit_depth, colour_type)
 
     def ids():

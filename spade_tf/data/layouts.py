@@ -312,10 +312,11 @@ def find_examples(
             )
         if root is None:
             raise ValueError(f"the {layout} layout needs root: {LAYOUT_DESCRIPTIONS[layout]}")
-        if not os.path.isdir(root):
-            raise FileNotFoundError(
-                f"the {layout} dataset root {root} does not exist. Expected layout: {LAYOUT_DESCRIPTIONS[layout]}"
-            )
+    if root is not None and not os.path.isdir(root):
+        # Checked before any folder under it, so the message names the root, not a subfolder of it.
+        raise FileNotFoundError(
+            f"the {layout} dataset root {root} does not exist. Expected layout: {LAYOUT_DESCRIPTIONS[layout]}"
+        )
     root = None if root is None else os.fspath(root)
 
     if layout == "ade20k":

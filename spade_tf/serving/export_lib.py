@@ -17,15 +17,23 @@ SavedModel signatures (method `tensorflow/serving/predict`; see `signature_specs
 - VAE models with a style encoder: `style` (labels [, instances], `style_images` uint8 (N, h, w, 3), seed ->
   images) and `style_png` (`label_png_bytes`, `style_png_bytes`, seed -> `image_png_bytes`).
 
+Every signature bounds the work of one call (`Limits`, recorded in metadata.json): at most `max_maps` label maps,
+`max_pixels` label pixels (N x H x W) and `max_style_pixels` style-image pixels. PNG and JPEG sizes are read from
+their headers and checked before anything is decoded, so a small file that claims a huge size (a decompression
+bomb) fails with INVALID_ARGUMENT instead of exhausting memory: TF Serving itself bounds neither.
+
 One-hot, instance edges, the colour -> id mapping and resizing run in the graph, so a client sends what it
 has. Label PNGs are read by the rule of `spade_tf.data.labels`, as training reads them: grey and
-palette-indexed PNGs hold ids (the index of a palette PNG is the id), RGB(A) PNGs the model's palette colours. Bad inputs fail with InvalidArgumentError naming the input and the allowed values.
+palette-indexed PNGs hold ids (the index of a palette PNG is the id), RGB(A) PNGs the model's palette colours. Bad
+inputs fail with InvalidArgumentError naming the input and the allowed values; messages show input bytes as hex,
+never raw (TF Serving and the Python runtime pass error text on as UTF-8).
 
 Reference: the export pattern of TF Model Garden (`official/core/export_base.py`): a module with explicit
 `tf.TensorSpec` signatures, reloaded and compared with the in-memory model in the tests.
 """
 
 import copy
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -44,6 +52,15 @@ METADATA_FILE = "metadata.json"
 PREDICT_METHOD = "tensorflow/serving/predict"
 TFLITE_VARIANTS = ("float32", "float16", "int8")
 JPEG_MAGIC = b"\xff\xd8\xff"
+# Work bounds of one request. The label pixel bound is what keeps memory in check: the generator holds ~1 kB of
+# activations per label pixel on the demo model (64 px, base_filters 16; README, "Export and serving"). Style
+# images cost ~20 bytes a pixel (decoded, cast, resized to the encoder's size), hence a 16x larger bound.
+DEFAULT_MAX_MAPS = 64
+DEFAULT_MAX_PIXELS = 1 << 20
+DEFAULT_MAX_STYLE_PIXELS = 1 << 24
+# The graph compares pixel sums as float64, exact far beyond this; no machine holds such a request anyway.
+_MAX_LIMIT = 1 << 40
+_HEX_DIGITS = tuple(f"{i:02x}" for i in range(256))
 
 
 def _spade_tf_version():
@@ -58,6 +75,42 @@ def _spade_tf_version():
                 return tomllib.load(f)["project"]["version"]
         except Exception:
             return "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The most work one signature call may ask for; a call over a limit fails before anything is decoded.
+
+    Args:
+        max_maps: label maps (the batch N) per call.
+        max_pixels: label pixels per call, N x H x W summed over the maps.
+        max_style_pixels: style-image pixels per call, height x width summed over the images (they are
+            resized to the encoder's size, so any size is accepted up to this).
+    """
+
+    max_maps: int = DEFAULT_MAX_MAPS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_style_pixels: int = DEFAULT_MAX_STYLE_PIXELS
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or not 0 < value <= _MAX_LIMIT
+            ):
+                raise ValueError(f"{field.name}={value!r}: use a positive integer up to {_MAX_LIMIT}.")
+            object.__setattr__(self, field.name, int(value))
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        """The limits recorded in metadata.json; defaults for any missing (an export older than the limits)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
 
 
 # -- signature specs ---------------------------------------------------------------------------------------
@@ -102,12 +155,33 @@ def _spec_json(spec):
 # -- the graph pieces ------------------------------------------------------------------------------------
 
 
+def hex_prefix(data, n=8):
+    """(N,) strings -> their first `n` bytes as hex text, for error messages.
+
+    Never the raw bytes: TF hands error text to Python (and TF Serving to its clients) as UTF-8, so a message
+    holding a JPEG's 0xff bytes fails to decode and the caller sees a UnicodeDecodeError instead of the error.
+    """
+    head = tf.strings.substr(data, 0, n)
+    length = tf.strings.length(head)
+    padded = tf.strings.substr(tf.strings.join([head, b"\0" * n]), 0, n)
+    digits = tf.gather(tf.constant(_HEX_DIGITS), tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int32))
+    digits = tf.where(tf.range(n) < length[..., None], digits, "")
+    return tf.where(length > 0, tf.strings.reduce_join(digits, axis=-1), "(empty)")
+
+
+def _unsigned(size):
+    """int32 sizes read from 4 header bytes -> float64 of the unsigned value (a top bit set reads negative)."""
+    size = tf.cast(size, tf.float64)
+    return tf.where(size < 0, size + 2.0**32, size)
+
+
 class _Signatures:
     """Builds the signature functions of one synthesizer (plain TF ops: they trace without autograph)."""
 
-    def __init__(self, synthesizer):
+    def __init__(self, synthesizer, limits=None):
         self.model = synthesizer
         self.info = synthesizer.info
+        self.limits = limits or Limits()
         self.specs = signature_specs(self.info)
 
     # checks
@@ -145,6 +219,42 @@ class _Signatures:
             [f"{what}: needs one entry per label map; got, for label maps:", tf.shape(tensor)[0], n],
         )
 
+    def check_maps(self, n, what):
+        limit = self.limits.max_maps
+        return tf.debugging.Assert(
+            n <= limit,
+            [
+                f"{what}: at most {limit} label maps per request (set at export: export.py --max_maps); got:",
+                n,
+            ],
+        )
+
+    def check_pixels(self, heights, widths, what, style=False):
+        """Asserts that sum(heights x widths) is within the label (or style) pixel limit.
+
+        Args:
+            heights, widths: int32 sizes of the same shape; header fields count as unsigned 32-bit numbers.
+            what: the input named in the message.
+            style: check against `max_style_pixels` instead of `max_pixels`.
+        """
+        limit, flag = (
+            (self.limits.max_style_pixels, "max_style_pixels")
+            if style
+            else (self.limits.max_pixels, "max_pixels")
+        )
+        # float64: products of two 32-bit sizes overflow int32 and their sums int64; far below 2^53 (where the
+        # comparison becomes inexact) they are exact.
+        total = tf.reduce_sum(_unsigned(heights) * _unsigned(widths))
+        kind = "style image" if style else "label map"
+        return tf.debugging.Assert(
+            total <= limit,
+            [
+                f"{what}: at most {limit} {kind} pixels per request (height x width summed over the request; "
+                f"set at export: export.py --{flag}); got:",
+                tf.cast(tf.minimum(total, 2.0**62), tf.int64),
+            ],
+        )
+
     # id maps, latents, images
 
     def synthesize(self, labels, instances=None, seed=None, style_images=None):
@@ -157,6 +267,15 @@ class _Signatures:
         with tf.control_dependencies([height, width]):
             labels = tf.identity(labels)
             instances = None if instances is None else tf.identity(instances)
+        # The bounds first, so that a request over them gets their message whatever else is wrong with it.
+        bounds = [self.check_maps(n, "labels"), self.check_pixels(n * height, width, "labels")]
+        if style_images is not None:
+            style_shape = tf.shape(style_images)
+            bounds.append(
+                self.check_pixels(style_shape[0] * style_shape[1], style_shape[2], "style_images", style=True)
+            )
+        with tf.control_dependencies(bounds):
+            labels = tf.identity(labels)
         checks = [self.check_ids(labels), self.check_size(height, width)]
         if instances is not None:
             checks.append(
@@ -175,12 +294,13 @@ class _Signatures:
             checks.append(self.check_batch(style_images, n, "style_images"))
             checks.append(
                 tf.debugging.Assert(
-                    tf.reduce_all(tf.shape(style_images)[1:3] > 0),
-                    ["style_images: empty image; shape:", tf.shape(style_images)],
+                    tf.reduce_all(style_shape[1:3] > 0),
+                    ["style_images: empty image; shape:", style_shape],
                 )
             )
         with tf.control_dependencies(checks):
             labels = tf.identity(labels)
+            style_images = None if style_images is None else tf.identity(style_images)
         z = None
         if self.info.use_vae:
             if style_images is not None:
@@ -196,16 +316,23 @@ class _Signatures:
             tf.reduce_all(is_png),
             [
                 f"{what}: not a PNG file. Send label maps as PNG: {label_maps.LABEL_PNG_KINDS} of the model "
-                "(metadata.json). First bytes of each:",
-                tf.strings.substr(png, 0, 8),
+                "(metadata.json). First bytes of each, in hex:",
+                hex_prefix(png),
             ],
         )
         with tf.control_dependencies([check]):
             return tf.identity(height), tf.identity(width)
 
     def decode_label_pngs(self, png, what="label_png_bytes"):
-        """(N,) label PNGs of one size -> (N, H, W) int32 raw ids, by the rule of `spade_tf.data.labels`."""
-        height, width = self.png_header(png, what)
+        """(N,) label PNGs of one size -> (N, H, W) int32 raw ids, by the rule of `spade_tf.data.labels`.
+
+        The count, the sizes and the pixel total are checked from the headers before any PNG is decoded.
+        """
+        with tf.control_dependencies([self.check_maps(tf.shape(png)[0], what)]):
+            height, width = self.png_header(png, what)
+        # The bound first: a header claiming a huge (or negative, top bit set) size gets its message.
+        with tf.control_dependencies([self.check_pixels(height, width, what)]):
+            height, width = tf.identity(height), tf.identity(width)
         same = tf.debugging.Assert(
             tf.reduce_all(tf.equal(height, height[0]) & tf.equal(width, width[0])),
             [
@@ -231,16 +358,30 @@ class _Signatures:
         """(N,) PNG or JPEG strings, any sizes -> (N, s, s, 3) float 0..255 at the encoder's input size.
 
         Resizing here (bilinear, as the encoder does) lets images of different sizes form one batch; the
-        encoder's own [-1, 1] scaling commutes with it.
+        encoder's own [-1, 1] scaling commutes with it. The sizes are read from the headers (PNG IHDR, JPEG
+        SOF) and their pixel total checked before any image is decoded.
         """
-        ok = tf.equal(tf.strings.substr(data, 0, 8), label_maps.PNG_SIGNATURE) | tf.equal(
-            tf.strings.substr(data, 0, 3), JPEG_MAGIC
-        )
+        is_png = tf.equal(tf.strings.substr(data, 0, 8), label_maps.PNG_SIGNATURE)
+        ok = is_png | tf.equal(tf.strings.substr(data, 0, 3), JPEG_MAGIC)
         check = tf.debugging.Assert(
             tf.reduce_all(ok),
-            [f"{what}: not a PNG or JPEG image. First bytes of each:", tf.strings.substr(data, 0, 8)],
+            [f"{what}: not a PNG or JPEG image. First bytes of each, in hex:", hex_prefix(data)],
         )
         with tf.control_dependencies([check]):
+            data = tf.identity(data)
+
+        def size(one):
+            header_ok, width, height, _, _ = label_maps.png_header_tf(one)
+            png_size = tf.stack([height, width])
+            # A truncated PNG header reads as zeros (decoding then fails on its own); a JPEG's SOF is parsed.
+            return tf.cond(
+                tf.equal(tf.strings.substr(one, 0, 8), label_maps.PNG_SIGNATURE),
+                lambda: tf.where(header_ok, png_size, 0),
+                lambda: tf.io.extract_jpeg_shape(one)[:2],
+            )
+
+        sizes = tf.map_fn(size, data, fn_output_signature=tf.TensorSpec([2], tf.int32))
+        with tf.control_dependencies([self.check_pixels(sizes[:, 0], sizes[:, 1], what, style=True)]):
             data = tf.identity(data)
         s = self.model.encoder.image_size
 
@@ -342,18 +483,22 @@ def _tf_variable(variable):
     return value
 
 
-def build_module(synthesizer):
+def build_module(synthesizer, limits=None):
     """The SavedModel's module (weights + signature functions) and its {name: concrete function} signatures.
 
     Each function is traced once, with its explicit `tf.TensorSpec`s. They are kept off the module's
     attributes: saving would trace attached functions again (doubling the export time), and clients use
     the signatures.
+
+    Args:
+        synthesizer: a `spade_tf.serving.inference.Synthesizer`.
+        limits: the `Limits` the signatures enforce; None for the defaults.
     """
     synthesizer = serving_synthesizer(synthesizer, "segment_sum")
     names = _signature_names(synthesizer)
     models = [synthesizer.generator] + ([synthesizer.encoder] if "style" in names else [])
     module = _module(models)
-    sigs = _Signatures(synthesizer)
+    sigs = _Signatures(synthesizer, limits)
     signatures = {}
     for name in names:
         # autograph=False: the bodies are plain TF ops; converting them would only slow tracing down.
@@ -362,9 +507,9 @@ def build_module(synthesizer):
     return module, signatures
 
 
-def write_saved_model(synthesizer, path):
-    """Writes the SavedModel (all signatures) to `path`."""
-    module, signatures = build_module(synthesizer)
+def write_saved_model(synthesizer, path, limits=None):
+    """Writes the SavedModel (all signatures, enforcing `limits`: a `Limits` or None for the defaults) to `path`."""
+    module, signatures = build_module(synthesizer, limits)
     tf.saved_model.save(module, path, signatures=signatures)
 
 
@@ -379,7 +524,7 @@ def _check_version(version):
     return int(version)
 
 
-def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
+def export_saved_model(synthesizer, export_dir, version=1, overwrite=False, limits=None):
     """Writes the SavedModel as `<export_dir>/<version>/` (TF Serving's layout) and `metadata.json`.
 
     The version folder appears at once (written beside it under a dot name, then renamed), so a running
@@ -390,11 +535,13 @@ def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
         export_dir: the model base path (created if missing).
         version: positive int, the version folder name.
         overwrite: replace an existing version folder; otherwise an existing one is an error.
+        limits: the `Limits` every signature enforces (recorded in metadata.json); None for the defaults.
 
     Returns:
         The version folder path.
     """
     version = _check_version(version)
+    limits = limits or Limits()
     os.makedirs(export_dir, exist_ok=True)
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final) and not overwrite:
@@ -403,7 +550,7 @@ def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
         )
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
     try:
-        write_saved_model(synthesizer, tmp)
+        write_saved_model(synthesizer, tmp, limits=limits)
         if os.path.exists(final):
             old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=export_dir)
             os.replace(final, os.path.join(old, "v"))
@@ -414,7 +561,7 @@ def export_saved_model(synthesizer, export_dir, version=1, overwrite=False):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-    write_metadata(synthesizer, export_dir)
+    write_metadata(synthesizer, export_dir, limits=limits)
     return final
 
 
@@ -424,7 +571,7 @@ def _versions(export_dir):
     )
 
 
-def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
+def write_metadata(synthesizer, export_dir, tflite=None, onnx=None, limits=None):
     """Writes `<export_dir>/metadata.json`, keeping the TFLite/ONNX entries of an earlier call.
 
     Args:
@@ -432,6 +579,7 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
         export_dir: the model base path.
         tflite: {variant: path} written by `export_tflite`, or None to keep the recorded ones.
         onnx: the ONNX file path, or None to keep the recorded one.
+        limits: the SavedModel's `Limits`, or None to keep the recorded ones.
 
     Returns:
         The metadata file path.
@@ -469,6 +617,8 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None):
         },
         "options": synthesizer.options,
         "signatures": signatures,
+        # What the SavedModel's signatures refuse (INVALID_ARGUMENT); serve.py's limits default to these.
+        "limits": (limits or Limits.from_json(old.get("limits"))).to_json(),
         "tflite_signatures": tflite_signature_json(info),
         "files": files,
         "labels": {

@@ -312,6 +312,11 @@ class Synthesizer:
 
 
 def load_synthesizer(path):
-    """A training workdir or a `.keras` bundle -> `Synthesizer`."""
+    """A training workdir or a `.keras` bundle -> `Synthesizer`.
+
+    Raises:
+        FileNotFoundError: no such file, or a workdir without model.keras.
+        spade_tf.models.bundle.BundleError: the file is damaged (truncated, corrupted); the message says so.
+    """
     bundle_path = resolve_model_path(path)
     return Synthesizer(load_bundle(bundle_path), source=os.path.abspath(bundle_path))

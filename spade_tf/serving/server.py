@@ -16,14 +16,22 @@ Endpoints (the `/v1` ones speak TF Serving's REST API, https://www.tensorflow.or
     GET  /v1/models/<name>[/versions/<v>]/spade_metadata   the export's metadata.json (classes, palette, ...)
     POST /v1/models/<name>[/versions/<v>]:predict          {"signature_name", "instances" | "inputs"}
 
-Errors are JSON `{"error": "<message>"}`: 400 bad request (JSON, signature, inputs, shapes, ids, PNGs),
-404 unknown model, version or path, 405 wrong method, 411 no Content-Length, 413 body over
-`--max_body_bytes`, 503 busy (more than `--max_concurrent` running and `--max_queue` waiting).
+Every error is JSON `{"error": "<message>"}`, one line of text (input bytes appear as hex, never raw): 400 bad
+request (JSON, signature, inputs, shapes, ids, PNGs), 404 unknown model, version or path, 405 wrong method, 411
+no Content-Length, 413 body over `--max_body_bytes` or work over a limit, 503 busy (more than `--max_concurrent`
+running and `--max_queue` waiting), 500 only for a fault of the server itself.
+
+Work per request is bounded, not only bytes (a 20 kB PNG can claim 4000x4000 pixels): before the model runs,
+the server counts the label maps (`--max_maps`), the label pixels N x H x W (`--max_pixels`) and the style
+pixels (`--max_style_pixels`) from the JSON arrays' shapes and the PNG/JPEG headers, and answers 413 naming the
+flag. The limits default to the ones the export recorded (`export_lib.Limits`, metadata.json), which the
+SavedModel's signatures enforce themselves too.
 """
 
 import base64
 import binascii
 import contextlib
+import dataclasses
 import html
 import json
 import logging
@@ -38,6 +46,9 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+from spade_tf.data import labels as label_maps
+from spade_tf.serving import export_lib
+
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 METADATA_FILE = "metadata.json"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -48,6 +59,13 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # instead of a reset connection; bigger ones are refused without reading.
 DRAIN_FACTOR = 4
 MAX_ERROR_CHARS = 600
+# Client-supplied text (names, paths) quoted in an error is cut to this many characters.
+MAX_QUOTED_CHARS = 80
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+# JPEG start-of-frame markers (they hold the size): C0-CF except DHT (C4), JPG (C8) and DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field: TEM, RST0-7, SOI.
+_JPEG_NO_LENGTH = frozenset([0x01, *range(0xD0, 0xD8), 0xD8])
 # The page reads the model name from this tag; `/` serves index.html with the served name filled in.
 MODEL_NAME_TAG = '<meta name="spade-model-name" content="spade">'
 CONTENT_TYPES = {
@@ -201,6 +219,8 @@ class ModelServable:
         max_concurrent: predictions running at once.
         max_queue: predictions waiting for a slot; more get 503 at once.
         queue_timeout_s: how long a waiting prediction waits before it gets 503.
+        max_maps, max_pixels, max_style_pixels: work bounds of one request (see `export_lib.Limits`); None:
+            the export's (metadata.json), or the defaults for an export that recorded none.
 
     Example:
 
@@ -217,6 +237,9 @@ class ModelServable:
         max_concurrent=2,
         max_queue=8,
         queue_timeout_s=30.0,
+        max_maps=None,
+        max_pixels=None,
+        max_style_pixels=None,
     ):
         self.export_dir = os.path.abspath(export_dir)
         self.name = name
@@ -232,6 +255,11 @@ class ModelServable:
             self.output_specs[sig_name] = dict(sorted(fn.structured_outputs.items()))
         self.signature_defs = _signature_defs_json(self.version_dir, set(self.signatures))
         self.spade_metadata = self._read_spade_metadata()
+        self.export_limits = export_lib.Limits.from_json((self.spade_metadata or {}).get("limits"))
+        given = {"max_maps": max_maps, "max_pixels": max_pixels, "max_style_pixels": max_style_pixels}
+        self.limits = dataclasses.replace(
+            self.export_limits, **{k: v for k, v in given.items() if v is not None}
+        )
         self.limiter = _Limiter(max_concurrent, max_queue, queue_timeout_s)
 
     def _read_spade_metadata(self):
@@ -288,7 +316,7 @@ class ModelServable:
         if not isinstance(sig_name, str) or sig_name not in self.signatures:
             raise RequestError(
                 400,
-                f"Serving signature name: {json.dumps(sig_name)} not found in signature def; this model has "
+                f"Serving signature name: {_quote(json.dumps(sig_name))} not found in signature def; this model has "
                 f"{', '.join(sorted(self.signatures))}.",
             )
         specs = self.input_specs[sig_name]
@@ -303,18 +331,77 @@ class ModelServable:
             columns = _columns_from_rows(request["instances"], specs, sig_name)
         else:
             columns = _columns_from_inputs(request["inputs"], specs, sig_name)
-        tensors = {name: _to_tensor(columns[name], spec, name, row_format) for name, spec in specs.items()}
+        self._check_maps(columns)
+        try:
+            arrays = {name: _to_array(columns[name], spec, name, row_format) for name, spec in specs.items()}
+        except RecursionError:
+            raise RequestError(400, "inputs nested too deeply: no input has more than 4 axes.") from None
+        self._check_pixels(arrays)
+        tensors = {name: tf.constant(arrays[name], dtype=spec.dtype) for name, spec in specs.items()}
         with self.limiter.slot():
             outputs = self._call(sig_name, tensors)
         return _format_outputs(outputs, row_format)
+
+    def _check_maps(self, columns):
+        """413 when any input holds more entries (label maps) than `max_maps`, before anything is converted."""
+        limit = self.limits.max_maps
+        counts = [len(v) for v in columns.values() if isinstance(v, list)]
+        if counts and max(counts) > limit:
+            raise RequestError(
+                413,
+                f"{max(counts)} label maps in one request; this server takes at most {limit} (--max_maps). "
+                "Send them in several requests.",
+            )
+
+    def _check_pixels(self, arrays):
+        """413 when the label or style pixels of a request are over the limits, before anything is decoded.
+
+        Sizes come from the arrays' shapes and from the PNG and JPEG headers; a string that is neither counts
+        nothing here (the signature refuses it without decoding).
+        """
+        label_pixels = style_pixels = 0
+        for name, array in arrays.items():
+            if name in ("labels", "instances"):
+                label_pixels = max(label_pixels, array.size)
+            elif name == "style_images":
+                style_pixels += array.size // 3 if array.ndim == 4 else 0
+            elif name == "label_png_bytes":
+                label_pixels += sum(_image_pixels(data) for data in array.flat)
+            elif name == "style_png_bytes":
+                style_pixels += sum(_image_pixels(data, jpeg=True) for data in array.flat)
+        for pixels, limit, flag, kind in (
+            (label_pixels, self.limits.max_pixels, "max_pixels", "label map"),
+            (style_pixels, self.limits.max_style_pixels, "max_style_pixels", "style image"),
+        ):
+            if pixels > limit:
+                raise RequestError(
+                    413,
+                    f"{pixels:,} {kind} pixels in one request (height x width summed over its images); this "
+                    f"server takes at most {limit:,} (--{flag}). Send fewer or smaller images.",
+                )
 
     def _call(self, sig_name, tensors):
         try:
             result = self.signatures[sig_name](**tensors)
         except tf.errors.InvalidArgumentError as e:
             raise RequestError(400, tf_error_message(e)) from None
+        except tf.errors.ResourceExhaustedError as e:
+            log.error("out of memory in %s: %s", sig_name, tf_error_message(e))
+            raise RequestError(
+                500,
+                "the server ran out of memory for this request: its limits (--max_pixels, --max_style_pixels, "
+                "--max_concurrent) are set too high for this machine; send a smaller request.",
+            ) from None
         except tf.errors.OpError as e:
             raise RequestError(500, tf_error_message(e)) from None
+        except UnicodeDecodeError:
+            # TF could not decode the text of an op error (bytes of the input inside it): the op refused
+            # the input, but its message is lost. The signatures print input bytes as hex, so this is a
+            # safety net for messages of TF's own ops.
+            log.warning("%s: an op error whose message is not UTF-8", sig_name)
+            raise RequestError(
+                400, f"signature {sig_name} refused the input (TF's error text was not readable)."
+            ) from None
         return {name: value.numpy() for name, value in result.items()}
 
 
@@ -329,6 +416,8 @@ def _parse_json(body):
         raise RequestError(
             400, f"JSON Parse error: {e.msg} at line {e.lineno}, column {e.colno} (offset {e.pos})."
         ) from None
+    except RecursionError:
+        raise RequestError(400, "JSON Parse error: arrays or objects nested too deeply.") from None
     if not isinstance(request, dict):
         raise RequestError(
             400,
@@ -356,9 +445,9 @@ def _check_names(given, specs, sig_name, where):
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing input(s) {', '.join(missing)}")
+            parts.append(f"missing input(s) {', '.join(map(_quote, missing))}")
         if extra:
-            parts.append(f"unknown input(s) {', '.join(extra)}")
+            parts.append(f"unknown input(s) {', '.join(map(_quote, extra))}")
         raise RequestError(
             400, f"{where}: {'; '.join(parts)}. Signature {sig_name} takes {_describe_inputs(specs)}."
         )
@@ -425,15 +514,68 @@ def _nested_strings(value, where, shape_out, depth=0):
         except (binascii.Error, ValueError):
             raise RequestError(400, f"{where}: the 'b64' value is not valid base64.") from None
     if isinstance(value, str):
-        return [value.encode("utf-8")]
+        try:
+            return [value.encode("utf-8")]
+        except UnicodeEncodeError as e:
+            # JSON's \ud800-style escapes can write lone surrogates, which are not text.
+            raise RequestError(
+                400,
+                f"{where}: the string holds {ascii(e.object[e.start : e.end])}, which is not text (a lone "
+                'surrogate); send binary data as {"b64": <base64>}.',
+            ) from None
     raise RequestError(
         400,
-        f'{where}: expected strings or {{"b64": <base64>}} objects, got {type(value).__name__} {value!r:.40}.',
+        f'{where}: expected strings or {{"b64": <base64>}} objects, got {type(value).__name__} '
+        f"{_quote(repr(value))}.",
     )
 
 
-def _to_tensor(value, spec, name, row_format):
-    """One input's JSON value -> a checked tensor of the spec's dtype and shape."""
+def _quote(text, limit=MAX_QUOTED_CHARS):
+    """Client-supplied text as one short line of printable ASCII for a message; such text stays as it is."""
+    if len(text) <= limit and _PRINTABLE.fullmatch(text):
+        return text
+    return ascii(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def _jpeg_size(data):
+    """(width, height) of a JPEG from its first start-of-frame marker, or None where there is none to read."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _JPEG_NO_LENGTH:
+            pos += 2
+        elif marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                return None
+            height, width = (
+                int.from_bytes(data[pos + 5 : pos + 7], "big"),
+                int.from_bytes(data[pos + 7 : pos + 9], "big"),
+            )
+            return width, height
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan: no frame header before them
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _image_pixels(data, jpeg=False):
+    """width x height from a PNG's IHDR (or, with `jpeg`, a JPEG's frame header); 0 when there is none."""
+    header = label_maps.png_header(data)
+    if header is not None:
+        return header.width * header.height
+    if jpeg and data.startswith(export_lib.JPEG_MAGIC):
+        size = _jpeg_size(data)
+        return 0 if size is None else size[0] * size[1]
+    return 0
+
+
+def _to_array(value, spec, name, row_format):
+    """One input's JSON value -> a checked NumPy array of the spec's dtype (object for strings) and shape."""
     where = f"input {name}"
     if spec.dtype == tf.string:
         shape = []
@@ -478,7 +620,7 @@ def _to_tensor(value, spec, name, row_format):
             )
             + ".",
         )
-    return tf.constant(array, dtype=spec.dtype)
+    return array
 
 
 def _kind_text(array):
@@ -534,6 +676,8 @@ def tf_error_message(error):
         message = re.sub(r"\s*\[\[\{\{node [^]]*\]\]", "", message)
         message = re.sub(r"\s*\[Op:[^]]*\]\s*$", "", message)
     message = message.replace("\\'", "'")
+    # One line of text: control characters never reach the client raw.
+    message = "".join(c if c.isprintable() else "?" for c in message)
     if len(message) > MAX_ERROR_CHARS:
         message = message[: MAX_ERROR_CHARS - 3] + "..."
     return message
@@ -616,6 +760,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error_json(self, error):
         self._send_json(error.status, {"error": error.message}, error.headers)
 
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own errors (bad request line or headers, unknown method) as JSON too."""
+        self.close_connection = True
+        short = self.responses.get(code, ("error", ""))[0]
+        text = f"{short}: {message}" if message else short
+        # Its messages quote the request line, which may hold any byte: escaped, as printable ASCII.
+        self._send_json(code, {"error": ascii(text[:MAX_ERROR_CHARS])[1:-1]})
+
     def _dispatch(self, handler):
         self._body_read = False
         try:
@@ -628,9 +780,11 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception as e:  # a bug: answer 500 rather than drop the connection, and log it
-            log.exception("error while answering %s %s", self.command, self.path)
+            log.exception("error while answering %s %s", self.command, _quote(self.path))
             self.close_connection = True
-            self._send_json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+            # The name and first line only: the traceback stays in the server's log.
+            summary = (str(e).splitlines() or [""])[0]
+            self._send_json(500, {"error": f"internal error: {type(e).__name__}: {_quote(summary, 200)}"})
 
     def do_GET(self):
         self._dispatch(self._get)
@@ -650,7 +804,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         allowed = "POST" if path.startswith("/v1/models/") and ":" in path else "GET, HEAD"
         raise RequestError(
-            405, f"method {self.command} not allowed on {path}; use {allowed}.", {"Allow": allowed}
+            405, f"method {self.command} not allowed on {_quote(path)}; use {allowed}.", {"Allow": allowed}
         )
 
     # -- routing ---------------------------------------------------------------------------------------
@@ -665,14 +819,14 @@ class _Handler(BaseHTTPRequestHandler):
         if name != servable.name:
             raise RequestError(
                 404,
-                f"Servable not found for request: Latest({name}); this server serves model '{servable.name}'.",
+                f"Servable not found for request: Latest({_quote(name)}); this server serves model '{servable.name}'.",
             )
         version = match["version"]
         if version is not None:
             if not version.isdigit():
                 raise RequestError(
                     404,
-                    f"version {version!r} is not a number; this server serves version {servable.version}.",
+                    f"version {_quote(version)} is not a number; this server serves version {servable.version}.",
                 )
             version = int(version)
         servable.check_version(version)
@@ -689,7 +843,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = self._model_route(path)
         if route is None:
             raise RequestError(
-                404, f"no such path: {path}. See / for the painter and /v1/models/<name> for the API."
+                404, f"no such path: {_quote(path)}. See / for the painter and /v1/models/<name> for the API."
             )
         _, rest = route
         servable = self.server.servable
@@ -705,8 +859,10 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             return self._send_json(200, servable.spade_metadata)
         if rest.startswith(":"):
-            raise RequestError(405, f"{rest[1:]} needs POST.", {"Allow": "POST"})
-        raise RequestError(404, f"no such path: {path}; try {path.rsplit('/', 1)[0]}/metadata.")
+            raise RequestError(405, f"{_quote(rest[1:])} needs POST.", {"Allow": "POST"})
+        raise RequestError(
+            404, f"no such path: {_quote(path)}; try {_quote(path.rsplit('/', 1)[0])}/metadata."
+        )
 
     def _post(self):
         path = urllib.parse.urlsplit(self.path).path
@@ -714,16 +870,16 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             if path in ("/", "/index.html") or path.startswith("/static/"):
                 raise RequestError(
-                    405, f"method POST not allowed on {path}; use GET.", {"Allow": "GET, HEAD"}
+                    405, f"method POST not allowed on {_quote(path)}; use GET.", {"Allow": "GET, HEAD"}
                 )
-            raise RequestError(404, f"no such path: {path}. Predict at /v1/models/<name>:predict.")
+            raise RequestError(404, f"no such path: {_quote(path)}. Predict at /v1/models/<name>:predict.")
         _, rest = route
         if rest != ":predict":
             if rest in ("", "/metadata", "/spade_metadata"):
                 raise RequestError(
-                    405, f"method POST not allowed on {path}; use GET.", {"Allow": "GET, HEAD"}
+                    405, f"method POST not allowed on {_quote(path)}; use GET.", {"Allow": "GET, HEAD"}
                 )
-            raise RequestError(404, f"no such endpoint {rest!r}: this server answers :predict only.")
+            raise RequestError(404, f"no such endpoint {_quote(rest)}: this server answers :predict only.")
         body = self._read_body()
         self._send_json(200, self.server.servable.predict(body))
 
@@ -741,7 +897,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError
         except ValueError:
             self.close_connection = True
-            raise RequestError(400, f"bad Content-Length {length!r}.") from None
+            raise RequestError(400, f"bad Content-Length {_quote(length)}.") from None
         limit = self.server.max_body_bytes
         if length > limit:
             self.close_connection = True
@@ -817,6 +973,9 @@ def make_server(
     max_concurrent=2,
     max_queue=8,
     queue_timeout_s=30.0,
+    max_maps=None,
+    max_pixels=None,
+    max_style_pixels=None,
 ):
     """Loads the model and binds the server (call `serve_forever()` on it); serve.py's flags are these arguments.
 
@@ -828,6 +987,8 @@ def make_server(
         max_body_bytes: larger request bodies get 413.
         max_concurrent, max_queue, queue_timeout_s: predictions running at once, waiting, and the longest
             wait; beyond them a request gets 503.
+        max_maps, max_pixels, max_style_pixels: work bounds of one request (413 beyond them); None: the
+            export's (metadata.json "limits").
     """
     servable = ModelServable(
         export_dir,
@@ -836,5 +997,8 @@ def make_server(
         max_concurrent=max_concurrent,
         max_queue=max_queue,
         queue_timeout_s=queue_timeout_s,
+        max_maps=max_maps,
+        max_pixels=max_pixels,
+        max_style_pixels=max_style_pixels,
     )
     return SpadeHTTPServer((host, port), servable, max_body_bytes=max_body_bytes)

@@ -6,6 +6,7 @@ grids and checkpoints -> a gallery of validation synthesis, the oracle score
 (demo) and a `.keras` bundle of the trained networks.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from spade_tf.evaluation.segmenter import Segmenter, load_class_map
 from spade_tf.models.bundle import save_bundle
 from spade_tf.models.losses import VGGPerceptualLoss
 from spade_tf.serving import gallery
+from spade_tf.training import checkpoints
 from spade_tf.training.trainer import (
     TrainingDiverged,
     clean_worker_dir,
@@ -32,6 +34,7 @@ from spade_tf.training.trainer import (
     make_strategy,
     trainer_from_config,
 )
+from spade_tf.training.workdir import WorkdirLock
 
 
 def _val_examples(setup, count):
@@ -167,9 +170,18 @@ def _finish(trainer, config, setup, workdir, writer, step, out):
 def train(config, workdir, out=print, strategy=None):
     """Trains (or resumes) in `workdir`.
 
+    Nothing is written before the data and the config are known to be good; then the chief takes the
+    workdir's lock (one run per workdir), removes interrupted checkpoint writes and resumes from the
+    newest checkpoint that reads.
+
     Returns:
         A dict: the final step, training seconds, the evaluation (demo oracle),
         the bundle path, and the GANTrainer itself under "trainer".
+
+    Raises:
+        DatasetError, FileNotFoundError: the data (a report or message naming the files).
+        spade_tf.training.workdir.WorkdirError: the workdir is in use, its disk is full, or none of its
+            checkpoints reads; each message says what to do.
     """
     validate(config)
     t = config.train
@@ -178,7 +190,10 @@ def train(config, workdir, out=print, strategy=None):
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or make_strategy()
     chief = is_chief(strategy)
-    os.makedirs(workdir, exist_ok=True)
+    # Only the chief writes the workdir (the other workers their own worker_tmp_<i>), so only it locks.
+    lock = WorkdirLock(workdir, out) if chief else None
+    if lock is not None:
+        lock.check()  # a second run stops now, not after a data check that can take minutes
 
     setup = prepare_data(config, run_check=config.data.check, out=out)
     num_train = len(setup.train.examples)
@@ -202,98 +217,115 @@ def train(config, workdir, out=print, strategy=None):
         # Every worker must take part in saving; only the chief's copy is kept.
         worker_dir = os.path.join(workdir, f"worker_tmp_{strategy.cluster_resolver.task_id}")
         ckpt_dir = os.path.join(worker_dir, "checkpoints")
-    manager = tf.train.CheckpointManager(trainer.checkpoint(), ckpt_dir, max_to_keep=t.keep_checkpoints)
-    restored = manager.restore_or_initialize()
-    step = int(trainer.step.numpy())
-    if restored:
-        out(f"Resuming from {restored} (step {step}).")
-    elif t.init_from:
-        loaded = trainer.load_pretrained(t.init_from)
-        out(f"Fine-tuning from {t.init_from} ({', '.join(loaded)}).")
-    if chief:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=1))
-
-    ds = make_dataset(
-        config, setup, setup.train.examples, training=True, batch_size=gb, start_index=step * gb
-    )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    iterator = iter(strategy.experimental_distribute_dataset(ds.with_options(options)))
-    writer = (
-        tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-        if chief
-        else tf.summary.create_noop_writer()
-    )
-    sample_batch = next(
-        iter(make_dataset(config, setup, _val_examples(setup, 8), training=False, batch_size=8, repeat=False))
-    )
-
-    out(
-        f"Training {config.data.dataset}: {num_train} examples, global batch {gb} on "
-        f"{strategy.num_replicas_in_sync} replica(s), steps {step} -> {total}, workdir {workdir}"
-    )
-    evaluator = _make_evaluator(trainer, config, setup, writer, out) if config.eval.get("every", 0) else None
-    progbar = keras.utils.Progbar(total, stateful_metrics=["G", "D", "img/s"], unit_name="step")
-    start, window_start, window_steps = time.monotonic(), time.monotonic(), 0
-    sums = {}
-    last_saved = step if restored else -1
-    while step < total:
-        logs = trainer.train_step(next(iterator))
-        step += 1
-        if not logs.finite():
-            bad = ", ".join(f"{k}={v}" for k, v in logs.values.items() if not np.isfinite(v))
-            raise TrainingDiverged(
-                f"step {step}: {bad}. Training stopped; the last good checkpoint "
-                f"({manager.latest_checkpoint or 'none yet'}) is kept. Try a lower train.lr, "
-                "train.precision='float32', or check the data for broken images."
-            )
-        for k, v in logs.values.items():
-            sums[k] = sums.get(k, 0.0) + v
-        window_steps += 1
-        g_total = sum(v for k, v in logs.values.items() if k.startswith("G_"))
-        d_total = logs.values["D_Fake"] + logs.values["D_real"]
-        elapsed = time.monotonic() - window_start
-        progbar.update(
-            step, [("G", g_total), ("D", d_total), ("img/s", window_steps * gb / max(elapsed, 1e-9))]
+        os.makedirs(workdir, exist_ok=True)
+    checkpoint = trainer.checkpoint()
+    manager = None
+    with (
+        checkpoints.disk_full_stops(workdir, lambda: manager.latest_checkpoint if manager else None),
+        lock if lock is not None else contextlib.nullcontext(),
+    ):
+        checkpoints.remove_interrupted_writes(ckpt_dir, out)
+        manager, restored = checkpoints.restore_newest_readable(
+            lambda: tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints), out
         )
-        if step % t.log_every == 0 or step == total:
-            means = {k: v / window_steps for k, v in sums.items()}
-            means["images_per_second"] = window_steps * gb / max(time.monotonic() - window_start, 1e-9)
-            means["lr/G"] = float(trainer.g_optimizer.learning_rate)
-            means["lr/D"] = float(trainer.d_optimizer.learning_rate)
-            _write_scalars(writer, means, step)
-            logging.info(
-                "step %d/%d %s", step, total, " ".join(f"{k}={v:.4g}" for k, v in sorted(means.items()))
+        step = int(trainer.step.numpy())
+        if restored:
+            out(f"Resuming from {restored} (step {step}).")
+        elif t.init_from:
+            loaded = trainer.load_pretrained(t.init_from)
+            out(f"Fine-tuning from {t.init_from} ({', '.join(loaded)}).")
+        checkpoint_bytes = checkpoints.files_size(restored) if restored else trainer.state_nbytes()
+        checkpoints.warn_if_low_space(ckpt_dir, checkpoint_bytes, out)
+        if chief:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json(indent=1))
+
+        ds = make_dataset(
+            config, setup, setup.train.examples, training=True, batch_size=gb, start_index=step * gb
+        )
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        iterator = iter(strategy.experimental_distribute_dataset(ds.with_options(options)))
+        writer = (
+            tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            if chief
+            else tf.summary.create_noop_writer()
+        )
+        sample_batch = next(
+            iter(
+                make_dataset(
+                    config, setup, _val_examples(setup, 8), training=False, batch_size=8, repeat=False
+                )
             )
-            sums, window_steps, window_start = {}, 0, time.monotonic()
-        if chief and t.image_every and step % t.image_every == 0:
-            _sample_grid(
-                trainer,
-                config,
-                setup,
-                sample_batch,
-                os.path.join(workdir, "samples", f"step_{step:07d}.png"),
-                writer,
-                step,
+        )
+
+        out(
+            f"Training {config.data.dataset}: {num_train} examples, global batch {gb} on "
+            f"{strategy.num_replicas_in_sync} replica(s), steps {step} -> {total}, workdir {workdir}"
+        )
+        evaluator = (
+            _make_evaluator(trainer, config, setup, writer, out) if config.eval.get("every", 0) else None
+        )
+        progbar = keras.utils.Progbar(total, stateful_metrics=["G", "D", "img/s"], unit_name="step")
+        start, window_start, window_steps = time.monotonic(), time.monotonic(), 0
+        sums = {}
+        last_saved = step if restored else -1
+        while step < total:
+            logs = trainer.train_step(next(iterator))
+            step += 1
+            if not logs.finite():
+                bad = ", ".join(f"{k}={v}" for k, v in logs.values.items() if not np.isfinite(v))
+                raise TrainingDiverged(
+                    f"step {step}: {bad}. Training stopped; the last good checkpoint "
+                    f"({manager.latest_checkpoint or 'none yet'}) is kept. Try a lower train.lr, "
+                    "train.precision='float32', or check the data for broken images."
+                )
+            for k, v in logs.values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            window_steps += 1
+            g_total = sum(v for k, v in logs.values.items() if k.startswith("G_"))
+            d_total = logs.values["D_Fake"] + logs.values["D_real"]
+            elapsed = time.monotonic() - window_start
+            progbar.update(
+                step, [("G", g_total), ("D", d_total), ("img/s", window_steps * gb / max(elapsed, 1e-9))]
             )
-        if chief and evaluator is not None and (step % config.eval.every == 0 or step == total):
-            evaluator(step)
-        out_of_time = t.max_seconds > 0 and time.monotonic() - start > t.max_seconds
-        if step % t.checkpoint_every == 0 or step == total or out_of_time:
-            manager.save(checkpoint_number=step)
-            last_saved = step
-        if out_of_time:
-            out(f"\nStopping at step {step}: train.max_seconds={t.max_seconds} reached.")
-            break
-    if last_saved != step:
-        manager.save(checkpoint_number=step)
-    train_seconds = time.monotonic() - start
-    writer.flush()
-    result = {"step": step, "train_seconds": train_seconds}
-    if chief:
-        result.update(_finish(trainer, config, setup, workdir, writer, step, out))
-        result["train_seconds"] = train_seconds
+            if step % t.log_every == 0 or step == total:
+                means = {k: v / window_steps for k, v in sums.items()}
+                means["images_per_second"] = window_steps * gb / max(time.monotonic() - window_start, 1e-9)
+                means["lr/G"] = float(trainer.g_optimizer.learning_rate)
+                means["lr/D"] = float(trainer.d_optimizer.learning_rate)
+                _write_scalars(writer, means, step)
+                logging.info(
+                    "step %d/%d %s", step, total, " ".join(f"{k}={v:.4g}" for k, v in sorted(means.items()))
+                )
+                sums, window_steps, window_start = {}, 0, time.monotonic()
+            if chief and t.image_every and step % t.image_every == 0:
+                _sample_grid(
+                    trainer,
+                    config,
+                    setup,
+                    sample_batch,
+                    os.path.join(workdir, "samples", f"step_{step:07d}.png"),
+                    writer,
+                    step,
+                )
+            if chief and evaluator is not None and (step % config.eval.every == 0 or step == total):
+                evaluator(step)
+            out_of_time = t.max_seconds > 0 and time.monotonic() - start > t.max_seconds
+            if step % t.checkpoint_every == 0 or step == total or out_of_time:
+                checkpoints.save(manager, step, checkpoint_bytes)
+                last_saved = step
+            if out_of_time:
+                out(f"\nStopping at step {step}: train.max_seconds={t.max_seconds} reached.")
+                break
+        if last_saved != step:
+            checkpoints.save(manager, step, checkpoint_bytes)
+        train_seconds = time.monotonic() - start
+        writer.flush()
+        result = {"step": step, "train_seconds": train_seconds}
+        if chief:
+            result.update(_finish(trainer, config, setup, workdir, writer, step, out))
+            result["train_seconds"] = train_seconds
     clean_worker_dir(worker_dir)
     result["trainer"] = trainer
     return result

@@ -357,6 +357,13 @@ class GANTrainer:
             items["encoder"] = by_path(self.encoder)
         return tf.train.Checkpoint(**items)
 
+    def state_nbytes(self):
+        """Bytes of the training state (networks and optimisers): about the size of one checkpoint."""
+        models = [m for m in (self.generator, self.discriminator, self.encoder) if m is not None]
+        variables = [v for m in models for v in m.weights]
+        variables += list(self.g_optimizer.variables) + list(self.d_optimizer.variables)
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+
     def load_pretrained(self, bundle_path):
         """Fine-tuning: copies weights from a converted official bundle (same architecture)."""
         bundle = load_bundle(bundle_path)
