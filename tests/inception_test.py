@@ -5,8 +5,6 @@ that pytorch-fid itself computed with a seeded random state dict, and through ev
 stand-in files written to tmp_path.
 """
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +13,7 @@ from spade_tf.evaluation import inception
 from spade_tf.tools.convert import StateDictMismatch
 from tests.make_inception_goldens import OUTPUT as GOLDEN_FEATURES
 from tests.make_inception_goldens import SIZES, golden_inputs, seeded_state_dict
+from tests.test_case import require_torch
 
 # torchvision's documented inception_v3 size (27,161,264 parameters) less the auxiliary classifier
 # (3,326,696) and the 1000-class fc (2,049,000): conv weights and batch-norm gamma/beta of pytorch-fid's
@@ -155,19 +154,9 @@ def test_images_must_be_uint8_rgb(seeded):
         features(np.zeros((1, 8, 8, 3), np.uint8), batch_size=0)
 
 
-def _require_torch():
-    try:
-        import torch
-    except ImportError:
-        if os.environ.get("SPADE_TF_REQUIRE_TORCH"):
-            raise
-        pytest.skip("PyTorch is an optional extra (requirements-torch.txt); CI installs it")
-    return torch
-
-
 @pytest.mark.torch
 def test_pth_file_gives_the_npz_features_and_is_hash_checked(seeded, tmp_path):
-    torch = _require_torch()
+    torch = require_torch()
     state, _, features = seeded
     full = {k: torch.from_numpy(v) for k, v in state.items()}
     full["fc.weight"] = torch.zeros(1008, 2048)  # present in pytorch-fid's file, never read
