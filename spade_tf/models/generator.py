@@ -132,6 +132,12 @@ class SPADEGenerator(keras.Model):
             final_nc = nf // 2
         self.conv_img = Conv2D(3, 3, final_nc, padding=1, name="conv_img", dtype=dtype)
 
+    @property
+    def first_spade(self):
+        """A SPADE layer of this generator: all of them have the same options (fast, gather_impl, kernel, ...)
+        with their defaults resolved, so this one says how every layer reads the map."""
+        return self.head_0.norm_0
+
     def blocks(self):
         """The residual blocks in forward order."""
         names = ["head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3"]
@@ -181,8 +187,7 @@ class SPADEGenerator(keras.Model):
             x = ops.nearest_resize(semantics, (h // 2**self.num_up, w // 2**self.num_up))
             x = self.fc(x)
 
-        # Every SPADE layer has the same options; the first one's say how all of them read the map.
-        spade = self.head_0.norm_0
+        spade = self.first_spade
         if spade.fast:
             codes, exact = encode_semantics(semantics, one_hot=one_hot)
 

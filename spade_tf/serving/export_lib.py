@@ -436,7 +436,7 @@ def serving_synthesizer(synthesizer, gather_impl):
     `spade={"fast": False}` stays plain.
     """
     g = synthesizer.generator
-    spade = g.head_0.norm_0  # every SPADE layer has the same options
+    spade = g.first_spade
     if not spade.fast or spade.gather_impl == gather_impl:
         return synthesizer
     copy_ = g.__class__.from_config({**g.get_config(), "spade": {**g.spade, "gather_impl": gather_impl}})

@@ -437,7 +437,7 @@ def official_options_of(generator, discriminator=None):
     by the model alone; the options saved with a converted bundle keep them.
     """
     use_sn = "spectral" if generator.use_spectral_norm else ""
-    spade = generator.head_0.norm_0  # every SPADE layer has the same options
+    spade = generator.first_spade
     norm = {v: k for k, v in _NORM_CHOICES.items()}[spade.param_free_norm_kind]
     k = spade.kernel_size
     opts = {
