@@ -54,17 +54,25 @@ def _install_hooks(workdir):
         trainer.GANTrainer.train_step = step
 
 
-def main():
-    workdir, out = sys.argv[1], sys.argv[2]
-    config = get_config("small")
-    for item in sys.argv[3:]:
+def apply_overrides(config, items):
+    """Sets each "a.b.c=value" (a Python literal, else a string) on the config, at any depth."""
+    for item in items:
         key, value = item.split("=", 1)
-        section, name = key.split(".")
+        *path, name = key.split(".")
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             pass
-        setattr(getattr(config, section), name, value)
+        section = config
+        for part in path:
+            section = getattr(section, part)
+        setattr(section, name, value)
+    return config
+
+
+def main():
+    workdir, out = sys.argv[1], sys.argv[2]
+    config = apply_overrides(get_config("small"), sys.argv[3:])
     _install_hooks(workdir)
     result = train_lib.train(config, workdir)
     t = result.get("trainer")

@@ -25,6 +25,7 @@ from spade_tf.models.bundle import save_bundle
 from spade_tf.training import train_lib
 from spade_tf.training.trainer import trainer_from_config
 from tests.test_case import two_cpu_strategy
+from tests.train_worker import apply_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "train_worker.py")
@@ -44,13 +45,15 @@ def demo_cache(tmp_path_factory):
         os.environ["SPADE_TF_CACHE"] = old
 
 
+WORKER_BASE = ["eval.oracle=False", "eval.gallery_size=2", "train.image_every=0", "train.log_every=1"]
+
+
 def _worker(workdir, out, *overrides, env=None, wait=True):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, **(env or {}))
     full_env.pop("TF_CONFIG", None)
     if env and "TF_CONFIG" in env:
         full_env["TF_CONFIG"] = env["TF_CONFIG"]
-    base = ["eval.oracle=False", "eval.gallery_size=2", "train.image_every=0", "train.log_every=1"]
-    cmd = [sys.executable, WORKER, str(workdir), str(out), *base, *overrides]
+    cmd = [sys.executable, WORKER, str(workdir), str(out), *WORKER_BASE, *overrides]
     if not wait:
         return subprocess.Popen(
             cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -112,7 +115,44 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_multi_worker_two_processes_end_identical(demo_cache, tmp_path):
+def _scalars(workdir):
+    """{tag: {step: value}} from a run's TensorBoard event files."""
+    out = {}
+    folder = os.path.join(workdir, "tensorboard")
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            for value in event.summary.value:
+                out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return out
+
+
+# Shared by the multi-worker run and the one-process reference run.
+MULTI_WORKER_RUN = [
+    "train.max_steps=3",
+    "train.precision='float64'",
+    "model.use_vae=True",
+    "model.latent_dim=16",
+]
+
+
+def test_multi_worker_equals_one_process_with_two_replicas(demo_cache, tmp_path):
+    """Two TF_CONFIG workers (one replica each) against one process with two replicas, same
+    global batch: the same losses at every step and the same weights after 3 steps.
+
+    Catches what comparing the two workers with each other cannot: wrong sharding (both workers
+    reading the same half gives another global batch: kernels differ at ~1e-3), batch norm not
+    pooled across workers, losses scaled per worker instead of per global batch (the logged
+    losses differ), per-example VAE noise drawn per worker.
+
+    float64 and a VAE, for a reason measured on this test: a bias that feeds a batch norm
+    directly (fc, conv_0, conv_1, norm_s's beta before the next block's norm) has exactly zero
+    gradient in exact arithmetic, and Adam (epsilon 1e-8) turns its rounding noise into a move
+    of up to +-lr when the noise exceeds 1e-8. Without a VAE the generator's first layer sees
+    only the 2x2 label map, whose batch variance is tiny, and that noise reached 2e-9..4e-8
+    (powers of two: rounding) in float64, so those biases differed by up to 1.6e-4 between the
+    two runs while every kernel agreed to 1e-8. With the VAE's z it stays ~1e-14, and all 256
+    variables agree to 3e-10 relative (kernels, running statistics, biases).
+    """
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -122,7 +162,7 @@ def test_multi_worker_two_processes_end_identical(demo_cache, tmp_path):
             _worker(
                 tmp_path / "run",
                 tmp_path / f"w{i}.npz",
-                "train.max_steps=3",
+                *MULTI_WORKER_RUN,
                 env={"TF_CONFIG": tf_config},
                 wait=False,
             )
@@ -138,6 +178,21 @@ def test_multi_worker_two_processes_end_identical(demo_cache, tmp_path):
     # Only the chief's checkpoints remain; the other worker's copy was removed.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("-3")
     assert not [d for d in os.listdir(tmp_path / "run") if d.startswith("worker_tmp")]
+
+    config = apply_overrides(get_config("small"), WORKER_BASE + MULTI_WORKER_RUN)
+    result = train_lib.train(config, str(tmp_path / "one"), out=lambda *a: None, strategy=two_cpu_strategy())
+    one = _weights(result["trainer"])
+    assert one.keys() == w0.keys() - {"step"}
+    for key, value in one.items():
+        np.testing.assert_allclose(w0[key], value, rtol=1e-7, atol=1e-10, err_msg=key)
+
+    multi, single = _scalars(tmp_path / "run"), _scalars(tmp_path / "one")
+    terms = [k for k in single if k.startswith(("G_", "D_"))]
+    assert {"G_GAN", "G_Feat", "G_KLD", "D_Fake", "D_real"} <= set(terms)
+    for tag in terms:
+        assert sorted(multi[tag]) == sorted(single[tag]) == [1, 2, 3], tag
+        for step, value in single[tag].items():
+            np.testing.assert_allclose(multi[tag][step], value, rtol=1e-9, err_msg=f"{tag} step {step}")
 
 
 def test_resume_after_sigkill_during_checkpoint_write(demo_cache, tmp_path):

@@ -330,7 +330,7 @@ class GANTrainer:
         z = None
         if self.encoder is not None:
             mu, logvar = self.encoder(batch["image"], training=False)
-            eps = tf.random.stateless_normal(tf.shape(mu), seed=[seed, 0])
+            eps = tf.random.stateless_normal(tf.shape(mu), seed=[seed, 0], dtype=mu.dtype)
             z = mu + eps * tf.exp(0.5 * logvar)
         return self.generator(semantics, z, training=False, one_hot=True)
 
