@@ -8,6 +8,10 @@ only by tests:
   SPADE_TF_TEST_HANG_AT_SAVE=S  the checkpoint save of step S stops after its data files are
                                 written but before the `checkpoint` index file names it, creates
                                 WORKDIR/hanging and sleeps: the test kills the process there.
+  SPADE_TF_TEST_HANG_IN_STEP=K  step K stops after its G update and before its D update (mid-step),
+                                creates WORKDIR/hanging and sleeps.
+  SPADE_TF_TEST_HANG_AFTER_STEP=K  the run stops after step K completed (between checkpoints),
+                                creates WORKDIR/hanging and sleeps.
   SPADE_TF_TEST_NAN_AT=K        training step K returns a NaN loss.
 """
 
@@ -29,6 +33,11 @@ from spade_tf.training import (
 )
 
 
+def _hang(workdir):
+    open(os.path.join(workdir, "hanging"), "w").close()
+    time.sleep(3600)
+
+
 def _install_hooks(workdir):
     hang_at = int(os.environ.get("SPADE_TF_TEST_HANG_AT_SAVE", "0"))
     if hang_at:
@@ -36,11 +45,32 @@ def _install_hooks(workdir):
 
         def hanging(save_dir, model_checkpoint_path, *args, **kwargs):
             if model_checkpoint_path.endswith(f"ckpt-{hang_at}"):
-                open(os.path.join(workdir, "hanging"), "w").close()
-                time.sleep(3600)
+                _hang(workdir)
             return real(save_dir, model_checkpoint_path, *args, **kwargs)
 
         checkpoint_management.update_checkpoint_state_internal = hanging
+    hang_in = int(os.environ.get("SPADE_TF_TEST_HANG_IN_STEP", "0"))
+    if hang_in:
+        real_distributed = trainer.GANTrainer._distributed
+
+        def distributed(self, name):
+            fn = real_distributed(self, name)
+            if name == "D" and int(self.step.numpy()) + 1 == hang_in:
+                _hang(workdir)  # G of step `hang_in` is applied, its D update not
+            return fn
+
+        trainer.GANTrainer._distributed = distributed
+    hang_after = int(os.environ.get("SPADE_TF_TEST_HANG_AFTER_STEP", "0"))
+    if hang_after:
+        real_train_step = trainer.GANTrainer.train_step
+
+        def after(self, batch):
+            logs = real_train_step(self, batch)
+            if int(self.step.numpy()) == hang_after:
+                _hang(workdir)
+            return logs
+
+        trainer.GANTrainer.train_step = after
     nan_at = int(os.environ.get("SPADE_TF_TEST_NAN_AT", "0"))
     if nan_at:
         real_step = trainer.GANTrainer.train_step

@@ -195,30 +195,57 @@ def test_multi_worker_equals_one_process_with_two_replicas(demo_cache, tmp_path)
             np.testing.assert_allclose(multi[tag][step], value, rtol=1e-9, err_msg=f"{tag} step {step}")
 
 
-def test_resume_after_sigkill_during_checkpoint_write(demo_cache, tmp_path):
-    common = ["train.max_steps=6", "train.checkpoint_every=3", "train.deterministic=True"]
-    ref = _worker(tmp_path / "ref", tmp_path / "ref.npz", *common)
-    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
-
-    run = tmp_path / "run"
-    proc = _worker(run, tmp_path / "x.npz", *common, env={"SPADE_TF_TEST_HANG_AT_SAVE": "6"}, wait=False)
+def _kill_when_hanging(proc, workdir):
     deadline = time.time() + 600
-    while not (run / "hanging").exists():
+    while not (workdir / "hanging").exists():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.time() < deadline, "the run never reached its second checkpoint"
+        assert time.time() < deadline, "the run never reached the moment to kill"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    output = proc.communicate()[0]
+    (workdir / "hanging").unlink()
+    return output
+
+
+def test_resume_after_sigkill_at_three_moments_with_vae(demo_cache, tmp_path):
+    """One run killed three times (SIGKILL), each resumed: the end equals an uninterrupted run.
+
+    Moments: mid-step (step 3's G update applied, its D update not), between checkpoints (after
+    step 5; the last checkpoint is step 4), and mid-checkpoint (step 6's data files written, the
+    `checkpoint` index not yet naming them). VAE on, so E's weights and the per-example noise
+    streams must resume too; deterministic ops, so "equal" is bit for bit.
+    """
+    common = [
+        "train.max_steps=8",
+        "train.checkpoint_every=2",
+        "train.deterministic=True",
+        "model.use_vae=True",
+        "model.latent_dim=16",
+    ]
+    ref = _worker(tmp_path / "ref", tmp_path / "ref.npz", *common, wait=False)
+    run = tmp_path / "run"
     ckpt_dir = str(run / "checkpoints")
-    # Killed while writing step 6: its data files exist, the index still names step 3.
+    kills = [
+        ("SPADE_TF_TEST_HANG_IN_STEP", 3, "-2", None),
+        ("SPADE_TF_TEST_HANG_AFTER_STEP", 5, "-4", "(step 2)"),
+        ("SPADE_TF_TEST_HANG_AT_SAVE", 6, "-4", "(step 4)"),
+    ]
+    for hook, step, latest, resumed_from in kills:
+        proc = _worker(run, tmp_path / "x.npz", *common, env={hook: str(step)}, wait=False)
+        output = _kill_when_hanging(proc, run)
+        assert tf.train.latest_checkpoint(ckpt_dir).endswith(latest), (hook, os.listdir(ckpt_dir))
+        if resumed_from:
+            assert resumed_from in output, output[-3000:]
+    # Killed while writing step 6: its data files exist, the index still names step 4.
     assert any(f.startswith("ckpt-6") for f in os.listdir(ckpt_dir))
-    assert tf.train.latest_checkpoint(ckpt_dir).endswith("-3")
 
     resumed = _worker(run, tmp_path / "resumed.npz", *common)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "(step 3)" in resumed.stdout
+    assert "(step 4)" in resumed.stdout
+    ref_out = ref.communicate(timeout=900)[0]
+    assert ref.returncode == 0, ref_out[-3000:]
     a, b = _load(tmp_path / "ref.npz"), _load(tmp_path / "resumed.npz")
-    assert int(b["step"]) == 6
+    assert int(b["step"]) == 8 and any(k.startswith("E/") for k in a)
     for key in a:
         np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 

@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs.demo import get_config
+from spade_tf.data import setup as data_setup
 from spade_tf.models.losses import VGG_LAYERS, VGGPerceptualLoss
 from spade_tf.models.state_dict import StateDictMismatch
 from spade_tf.tools import convert
-from tests.test_case import require_torch
+from spade_tf.training import train_lib
+from spade_tf.training.trainer import GANTrainer, make_optimizers
+from tests.test_case import fixture as official_fixture
+from tests.test_case import fixture_config, generator_state, nhwc, require_torch
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "official-vgg")
 CONFIG_E = [
@@ -163,3 +168,109 @@ def test_files_pick_the_official_input_convention(tmp_path):
     del state["features.28.weight"]
     with pytest.raises(StateDictMismatch, match="missing features.28.weight \\(for block5_conv1\\)"):
         convert.vgg_loss_from_torchvision(state)
+
+
+def _fixture_trainer(vgg_loss):
+    """A GANTrainer holding the official fixture's converted G, D and E (tests/fixtures/official-small)."""
+    g = convert.generator_from_official(generator_state("vae"), fixture_config("A_G_D_vae"))
+    d = convert.discriminator_from_official(official_fixture("state_D"), fixture_config("A_G_D_vae"))
+    e = convert.encoder_from_official(official_fixture("state_E"), fixture_config("E_crop256"))
+    strategy = tf.distribute.get_strategy()
+    g_opt, d_opt = make_optimizers(2e-4, True, 1, 1, 1)
+    return GANTrainer(
+        g, d, e, g_opt, d_opt, strategy, global_batch_size=2, label_channels=8, use_instance_map=True,
+        lambda_feat=10.0, lambda_kld=0.05, vgg_loss=vgg_loss,
+    )  # fmt: skip
+
+
+def test_training_step_losses_match_the_official_step_with_vgg(fixture):
+    """The trainer's G and D step losses from the official fixture state, VGG on (lambda_vgg 10).
+
+    The official loss terms (tests/fixtures/official-small, README) were computed with every
+    network in inference mode and a fixed reparameterisation noise, `--no_vgg_loss`: the step's
+    loss functions run so here, with that noise. The VGG term is checked against the official
+    VGGLoss on the official fake and real images (PyTorch, the computation checked against
+    tests/fixtures/official-vgg above). Then one real G and D step runs with the VGG loss.
+    """
+    torch = require_torch()
+    meta, _ = fixture
+    state = torchvision_state_dict(meta["seed"])
+    trainer = _fixture_trainer(convert.vgg_loss_from_torchvision(state, weight=10.0))
+    inputs, out = official_fixture("inputs"), official_fixture("outputs_eval")
+    eps = tf.constant(inputs["eps"])
+    trainer._noise = lambda index, salt: eps  # the official fixture's noise, for both steps
+    batch = {
+        "label": tf.constant(nhwc(inputs["label"])),
+        "instance": tf.constant(nhwc(inputs["instance"])),
+        "image": tf.constant(nhwc(inputs["image"])),
+        "index": tf.constant([0, 1]),
+    }
+    _, g_logs = trainer.generator_losses(batch, training=False)
+    _, d_logs = trainer.discriminator_losses(batch, training=False)
+    expected = fixture_config("losses_eval")
+    got = {**g_logs, **d_logs}
+    for ours, theirs in [("G_GAN", "G_GAN"), ("G_Feat", "G_GAN_Feat"), ("G_KLD", "G_KLD")]:
+        assert float(got[ours]) == pytest.approx(expected[theirs], rel=1e-4), ours
+    for name in ("D_Fake", "D_real"):
+        assert float(got[name]) == pytest.approx(expected[name], rel=1e-4), name
+    official_vgg, _ = _torch_official_loss(torch, state, out["loss_fake_image"], inputs["image"])
+    assert float(got["G_VGG"]) == pytest.approx(10 * official_vgg, rel=LOSS_RTOL)
+
+    before = [v.numpy() for v in trainer.generator.trainable_variables]
+    logs = trainer.train_step(next(iter(tf.data.Dataset.from_tensors(batch))))
+    assert logs.finite() and logs.values["G_VGG"] > 0
+    after = trainer.generator.trainable_variables
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after))
+
+
+def test_training_run_logs_the_official_vgg_loss(tmp_path, monkeypatch):
+    """`train.vgg_weights=<torchvision .pth>`: a run's logged G_VGG at step 1 is the official
+    VGGLoss * lambda_vgg on that step's fake and real images, recomputed here in PyTorch."""
+    torch = require_torch()
+    state = torchvision_state_dict(seed=3)
+    pth = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, pth)
+    monkeypatch.setenv("SPADE_TF_CACHE", str(tmp_path / "cache"))
+    config = get_config("small")
+    config.train.vgg_weights = str(pth)
+    config.train.lambda_vgg = 10.0
+    config.train.max_steps = 1
+    config.train.log_every = 1
+    config.train.image_every = 0
+    config.train.deterministic = True
+    config.eval.oracle = False
+    config.eval.gallery_size = 2
+    # The generator as the run starts: restored below to recompute step 1's fake.
+    initial = {}
+    real_from_config = train_lib.trainer_from_config
+
+    def spy(*args, **kwargs):
+        trainer = real_from_config(*args, **kwargs)
+        initial["weights"] = [v.numpy() for v in trainer.generator.weights]
+        return trainer
+
+    monkeypatch.setattr(train_lib, "trainer_from_config", spy)
+    result = train_lib.train(config, str(tmp_path / "run"), out=lambda *a: None)
+    logged = _tensorboard_scalar(tmp_path / "run" / "tensorboard", "G_VGG", step=1)
+
+    trainer = result["trainer"]
+    trainer.generator.set_weights(initial["weights"])
+    setup = data_setup.prepare_data(config, run_check=False)
+    ds = data_setup.make_dataset(
+        config, setup, setup.train.examples, training=True, batch_size=config.train.batch_size
+    )
+    batch = next(iter(ds))
+    fake = trainer.generator(trainer.semantics(batch), None, training=True, one_hot=True).numpy()
+    real = batch["image"].numpy()
+    nchw = (0, 3, 1, 2)
+    official, _ = _torch_official_loss(torch, state, fake.transpose(nchw).copy(), real.transpose(nchw).copy())
+    assert logged == pytest.approx(10 * official, rel=LOSS_RTOL)
+
+
+def _tensorboard_scalar(folder, tag, step):
+    for name in sorted(os.listdir(folder)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            for value in event.summary.value:
+                if value.tag == tag and event.step == step:
+                    return float(tf.make_ndarray(value.tensor))
+    raise AssertionError(f"no {tag} at step {step} in {folder}")

@@ -237,14 +237,14 @@ class GANTrainer:
         noise = tf.map_fn(one, tf.cast(index, tf.int64), fn_output_signature=tf.float32)
         return tf.cast(noise, self.generator.variable_dtype)
 
-    def _encode_z(self, batch, real, salt):
-        mu, logvar = self.encoder(real, training=True)
+    def _encode_z(self, batch, real, salt, training=True):
+        mu, logvar = self.encoder(real, training=training)
         return mu + self._noise(batch["index"], salt) * tf.exp(0.5 * logvar), mu, logvar
 
-    def _discriminate(self, semantics, fake, real):
+    def _discriminate(self, semantics, fake, real, training=True):
         semantics, real = tf.cast(semantics, fake.dtype), tf.cast(real, fake.dtype)
         pair = tf.concat([tf.concat([semantics, fake], -1), tf.concat([semantics, real], -1)], 0)
-        outputs = self.discriminator(pair, training=True)
+        outputs = self.discriminator(pair, training=training)
         fake_out = [[tf.split(t, 2)[0] for t in scale] for scale in outputs]
         real_out = [[tf.split(t, 2)[1] for t in scale] for scale in outputs]
         return fake_out, real_out
@@ -253,45 +253,63 @@ class GANTrainer:
         dtype = tf.float64 if self.generator.variable_dtype == "float64" else tf.float32
         return tf.cast(tf.shape(real)[0], dtype) / float(self.global_batch)
 
-    def _g_replica_step(self, batch):
+    def generator_losses(self, batch, training=True):
+        """The G step's loss for one replica's batch: (total to differentiate, {term: value}).
+
+        The total is (GAN + feature matching + VGG) * local/global batch + KL (a batch sum).
+        `training=False` runs E, G and D in inference mode, as the official fixture's loss
+        values were computed; the G step uses `training=True`.
+        """
         semantics, real = self.semantics(batch), batch["image"]
         weight = self._batch_weight(real)
         lambda_feat, lambda_kld = self.lambdas
-        with tf.GradientTape() as tape:
-            z, kl = None, None
-            if self.encoder is not None:
-                z, mu, logvar = self._encode_z(batch, real, salt=0)
-                kl = losses.kl_divergence_loss(mu, logvar, lambda_kld)
-            fake = self.generator(semantics, z, training=True, one_hot=True)
-            fake_out, real_out = self._discriminate(semantics, fake, real)
-            gan = losses.generator_hinge_loss(fake_out)
-            zero = tf.zeros_like(gan)
-            kld = zero if kl is None else kl
-            feat = losses.feature_matching_loss(fake_out, real_out, lambda_feat) if lambda_feat else zero
-            vgg = tf.cast(self.vgg_loss(fake, real), gan.dtype) if self.vgg_loss is not None else zero
-            loss = (gan + feat + vgg) * weight + kld
-            scaled = self.g_optimizer.scale_loss(loss) if hasattr(self.g_optimizer, "scale_loss") else loss
-        grads = tape.gradient(scaled, self.g_vars)
-        self.g_optimizer.apply_gradients(zip(grads, self.g_vars))
-        return {"G_GAN": gan, "G_Feat": feat, "G_VGG": vgg, "G_KLD": kld}
+        z, kl = None, None
+        if self.encoder is not None:
+            z, mu, logvar = self._encode_z(batch, real, salt=0, training=training)
+            kl = losses.kl_divergence_loss(mu, logvar, lambda_kld)
+        fake = self.generator(semantics, z, training=training, one_hot=True)
+        fake_out, real_out = self._discriminate(semantics, fake, real, training)
+        gan = losses.generator_hinge_loss(fake_out)
+        zero = tf.zeros_like(gan)
+        kld = zero if kl is None else kl
+        feat = losses.feature_matching_loss(fake_out, real_out, lambda_feat) if lambda_feat else zero
+        # The official VGGLoss(fake, real): G's [-1, 1] output as it is (the loss object knows its
+        # weights' input convention).
+        vgg = tf.cast(self.vgg_loss(fake, real), gan.dtype) if self.vgg_loss is not None else zero
+        loss = (gan + feat + vgg) * weight + kld
+        return loss, {"G_GAN": gan, "G_Feat": feat, "G_VGG": vgg, "G_KLD": kld}
 
-    def _d_replica_step(self, batch):
+    def discriminator_losses(self, batch, training=True):
+        """The D step's loss for one replica's batch: (total to differentiate, {term: value}).
+
+        As the official D step: a fresh z, and G (and E) in train mode when `training`, so their
+        batch statistics and power iterations advance again; the fake carries no gradient.
+        """
         semantics, real = self.semantics(batch), batch["image"]
         weight = self._batch_weight(real)
         z = None
         if self.encoder is not None:
-            # As the official D step: a fresh z, and G (and E) in train mode,
-            # so their batch statistics and power iterations advance again.
-            z, _, _ = self._encode_z(batch, real, salt=1)
-        fake = tf.stop_gradient(self.generator(semantics, z, training=True, one_hot=True))
+            z, _, _ = self._encode_z(batch, real, salt=1, training=training)
+        fake = tf.stop_gradient(self.generator(semantics, z, training=training, one_hot=True))
+        fake_out, real_out = self._discriminate(semantics, fake, real, training)
+        d_fake, d_real = losses.discriminator_hinge_loss(fake_out, real_out)
+        return (d_fake + d_real) * weight, {"D_Fake": d_fake, "D_real": d_real}
+
+    def _g_replica_step(self, batch):
         with tf.GradientTape() as tape:
-            fake_out, real_out = self._discriminate(semantics, fake, real)
-            d_fake, d_real = losses.discriminator_hinge_loss(fake_out, real_out)
-            loss = (d_fake + d_real) * weight
+            loss, logs = self.generator_losses(batch)
+            scaled = self.g_optimizer.scale_loss(loss) if hasattr(self.g_optimizer, "scale_loss") else loss
+        grads = tape.gradient(scaled, self.g_vars)
+        self.g_optimizer.apply_gradients(zip(grads, self.g_vars))
+        return logs
+
+    def _d_replica_step(self, batch):
+        with tf.GradientTape() as tape:
+            loss, logs = self.discriminator_losses(batch)
             scaled = self.d_optimizer.scale_loss(loss) if hasattr(self.d_optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.d_vars)
         self.d_optimizer.apply_gradients(zip(grads, self.d_vars))
-        return {"D_Fake": d_fake, "D_real": d_real}
+        return logs
 
     def _reduce(self, logs):
         out = {}
