@@ -487,3 +487,37 @@ def test_fine_tune_refuses_another_architecture(demo_cache, tmp_path):
         ValueError, match=r"other.keras: its generator does not match the config \(first mismatch"
     ):
         trainer.load_pretrained(path)
+
+
+def test_moving_average_follows_the_weights_and_is_what_synthesis_and_checkpoints_use(demo_cache, tmp_path):
+    config = get_config("small")
+    config.model.use_vae = True
+    config.model.latent_dim = 16
+    config.train.ema_decay = 0.5
+    setup = data_setup.prepare_data(config, run_check=False)
+    ds = data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    trainer = trainer_from_config(config, strategy, steps_per_epoch=12)
+    models = (trainer.generator, trainer.encoder)
+    averages = (trainer.ema_generator, trainer.ema_encoder)
+    expected = [w.numpy() for m in models for w in m.weights]
+    for batch, decay in zip(ds.take(2), (min(0.5, 1 / 10), min(0.5, 2 / 11))):
+        trainer.train_step(
+            next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+        )
+        now = [w.numpy() for m in models for w in m.weights]
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, now)]
+    got = [w.numpy() for m in averages for w in m.weights]
+    assert len(got) == len(expected) > 50
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(got[0], now[0])  # an average, not a copy of the weights
+    assert trainer.synthesis_networks == averages
+
+    # The averages are part of the checkpoint (a resumed run continues them).
+    path = trainer.checkpoint().save(str(tmp_path / "ckpt"))
+    other = trainer_from_config(config, strategy, steps_per_epoch=12)
+    other.checkpoint().restore(path).assert_existing_objects_matched()
+    for a, b in zip([w.numpy() for m in (other.ema_generator, other.ema_encoder) for w in m.weights], got):
+        np.testing.assert_array_equal(a, b)
+    assert int(other.ema_updates.numpy()) == 2

@@ -25,7 +25,7 @@ from spade_tf.evaluation.inception import load_inception
 from spade_tf.evaluation.segmenter import Segmenter, load_class_map
 from spade_tf.models.bundle import save_bundle
 from spade_tf.models.losses import VGGPerceptualLoss
-from spade_tf.serving import gallery
+from spade_tf.serving import gallery, model_card
 from spade_tf.training import checkpoints
 from spade_tf.training.trainer import (
     TrainingDiverged,
@@ -153,17 +153,15 @@ def _finish(trainer, config, setup, workdir, writer, step, out):
         "palette": setup.colors.tolist(),
         "step": step,
     }
+    generator, encoder = trainer.synthesis_networks  # the moving averages when kept
     bundle = save_bundle(
-        os.path.join(workdir, "model.keras"),
-        trainer.generator,
-        trainer.discriminator,
-        trainer.encoder,
-        options,
+        os.path.join(workdir, "model.keras"), generator, trainer.discriminator, encoder, options
     )
     out(f"Model bundle: {bundle}")
     result["bundle"] = bundle
     with open(os.path.join(workdir, "result.json"), "w") as f:
         json.dump(result, f, indent=1)
+    out(f"Model card: {model_card.write_bundle_card(bundle)}")
     return result
 
 

@@ -149,7 +149,20 @@ def trainer_from_config(config, strategy, steps_per_epoch, vgg_loss=None):
         seed=config.seed,
         d_steps_per_g=t.d_steps_per_g,
         xla=t.xla,
+        ema_decay=t.ema_decay,
     )
+
+
+def _copy(model):
+    """A second network of the same configuration with the same weights (for the moving average)."""
+    copy = type(model).from_config(model.get_config())
+    copy.build()
+    names = [v.path.split("/", 1)[1] for v in model.weights]
+    if [v.path.split("/", 1)[1] for v in copy.weights] != names:
+        raise AssertionError(f"the copy of {model.name} has other weights than the original")
+    for target, source in zip(copy.weights, model.weights):
+        target.assign(source)
+    return copy
 
 
 class GANTrainer:
@@ -172,6 +185,10 @@ class GANTrainer:
         seed: seed of the per-example VAE noise streams.
         d_steps_per_g: D steps per G step.
         xla: compile each replica's step (`jit_compile`).
+        ema_decay: > 0 keeps an exponential moving average of G's and E's weights (decay
+            min(ema_decay, (1 + n) / (10 + n)) after n G steps, TF's ExponentialMovingAverage
+            warm-up), which synthesis, evaluation and the bundle use, as imaginaire and OASIS do;
+            0 synthesizes with the trained weights themselves.
     """
 
     def __init__(
@@ -191,6 +208,7 @@ class GANTrainer:
         seed=0,
         d_steps_per_g=1,
         xla=False,
+        ema_decay=0.0,
     ):
         self.strategy = strategy
         self.global_batch = int(global_batch_size)
@@ -210,6 +228,12 @@ class GANTrainer:
             self.g_optimizer.build(self.g_vars)
             self.d_optimizer.build(self.d_vars)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.ema_decay = float(ema_decay)
+            if not 0.0 <= self.ema_decay < 1.0:
+                raise ValueError(f"train.ema_decay={ema_decay}: must be in [0, 1); 0 turns the average off.")
+            self.ema_generator = _copy(generator) if self.ema_decay else None
+            self.ema_encoder = _copy(encoder) if self.ema_decay and encoder is not None else None
+            self.ema_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
         self.lambdas = (float(lambda_feat), float(lambda_kld))
         self.seed = int(seed)
         replica_g = self._g_replica_step
@@ -219,6 +243,7 @@ class GANTrainer:
             replica_d = tf.function(replica_d, jit_compile=True)
         self._replica_g, self._replica_d = replica_g, replica_d
         self._train_fns = {}
+        self._ema_fn = None
 
     # ------------------------------------------------------------------ pieces
 
@@ -336,21 +361,52 @@ class GANTrainer:
     def train_step(self, dist_batch):
         """One iteration (G step when due, then D step); returns the reduced losses as floats."""
         logs = {}
-        if int(self.step.numpy()) % self.d_steps_per_g == 0:
+        g_step = int(self.step.numpy()) % self.d_steps_per_g == 0
+        if g_step:
             logs.update(self._distributed("G")(dist_batch))
         logs.update(self._distributed("D")(dist_batch))
+        if g_step and self.ema_generator is not None:
+            # After the D step, which also advances G's and E's batch statistics and power iterations.
+            self._update_average()
         self.step.assign_add(1)
         return StepLogs({k: float(v) for k, v in logs.items()})
 
+    def _update_average(self):
+        if self._ema_fn is None:
+            pairs = list(zip(self.ema_generator.weights, self.generator.weights))
+            if self.ema_encoder is not None:
+                pairs += list(zip(self.ema_encoder.weights, self.encoder.weights))
+
+            @tf.function
+            def update():
+                n = tf.cast(self.ema_updates, tf.float64)
+                decay = tf.minimum(tf.constant(self.ema_decay, tf.float64), (1.0 + n) / (10.0 + n))
+                for average, weight in pairs:
+                    d = tf.cast(decay, average.dtype)
+                    average.assign(average * d + tf.cast(weight, average.dtype) * (1 - d))
+                self.ema_updates.assign_add(1)
+
+            self._ema_fn = update
+        self._ema_fn()
+
+    @property
+    def synthesis_networks(self):
+        """(G, E or None) that synthesis, evaluation and the bundle use: the averages when kept."""
+        if self.ema_generator is not None:
+            return self.ema_generator, self.ema_encoder
+        return self.generator, self.encoder
+
     def synthesize(self, batch, seed=0):
-        """Eval-mode images for a (non-distributed) batch; with a VAE, z from E on the real image."""
+        """Eval-mode images for a (non-distributed) batch; with a VAE, z from E on the real image.
+        Uses `synthesis_networks` (the moving averages when kept)."""
         semantics = self.semantics(batch)
+        generator, encoder = self.synthesis_networks
         z = None
-        if self.encoder is not None:
-            mu, logvar = self.encoder(batch["image"], training=False)
+        if encoder is not None:
+            mu, logvar = encoder(batch["image"], training=False)
             eps = tf.random.stateless_normal(tf.shape(mu), seed=[seed, 0], dtype=mu.dtype)
             z = mu + eps * tf.exp(0.5 * logvar)
-        return self.generator(semantics, z, training=False, one_hot=True)
+        return generator(semantics, z, training=False, one_hot=True)
 
     def checkpoint(self):
         """The training state as one tf.train.Checkpoint.
@@ -373,11 +429,17 @@ class GANTrainer:
         )
         if self.encoder is not None:
             items["encoder"] = by_path(self.encoder)
+        if self.ema_generator is not None:
+            items["ema_generator"] = by_path(self.ema_generator)
+            items["ema_updates"] = self.ema_updates
+        if self.ema_encoder is not None:
+            items["ema_encoder"] = by_path(self.ema_encoder)
         return tf.train.Checkpoint(**items)
 
     def state_nbytes(self):
         """Bytes of the training state (networks and optimisers): about the size of one checkpoint."""
-        models = [m for m in (self.generator, self.discriminator, self.encoder) if m is not None]
+        models = (self.generator, self.discriminator, self.encoder, self.ema_generator, self.ema_encoder)
+        models = [m for m in models if m is not None]
         variables = [v for m in models for v in m.weights]
         variables += list(self.g_optimizer.variables) + list(self.d_optimizer.variables)
         return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
@@ -408,6 +470,10 @@ class GANTrainer:
                 )
             ours.set_weights(other)
             loaded.append(name)
+        # The averages start from the loaded weights, not from the random initialisation.
+        for average, model in ((self.ema_generator, self.generator), (self.ema_encoder, self.encoder)):
+            if average is not None:
+                average.set_weights(model.get_weights())
         return loaded
 
 
