@@ -1,7 +1,7 @@
 """ADE20K (MIT Scene Parsing, ADEChallengeData2016) with the official settings.
 
-    python train.py --config=configs/ade20k.py --config.data.root=/data/ADEChallengeData2016
-    python train.py --config=configs/ade20k.py:small --config.data.root=...   # 64 px, narrow, 200 steps
+    spade-train --config=ade20k --config.data.root=/data/ADEChallengeData2016
+    spade-train --config=ade20k:small --config.data.root=...   # 64 px, narrow, 200 steps
 
 Labels are used raw, ids 0..150 (0 = "other"), as the official code does (its
 `label - 1` remapping never takes effect): 150 classes + the don't-care
@@ -10,8 +10,7 @@ parameters, D 5.8 M; the paper trains on 8 V100s with a global batch of 32
 (FID 33.9, mIoU 38.5, pixel accuracy 79.9).
 """
 
-from configs._small import shrink
-from spade_tf.config import base_config
+from spade_tf.config import base_config, shrink_to_small
 
 
 def get_config(arg=None):
@@ -30,7 +29,7 @@ def get_config(arg=None):
     c.train.num_epochs = 50  # official niter default; the paper's length (~200 epochs) is unverified
     c.train.num_decay_epochs = 0
     if arg == "small":
-        return shrink(c)
+        return shrink_to_small(c)
     if arg:
         raise ValueError(f"configs/ade20k.py: unknown variant {arg!r}; choose 'small' or nothing.")
     return c

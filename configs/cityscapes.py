@@ -1,7 +1,7 @@
 """Cityscapes (gtFine labelIds + instanceIds, leftImg8bit) with the official settings.
 
-    python train.py --config=configs/cityscapes.py --config.data.root=/data/cityscapes
-    python train.py --config=configs/cityscapes.py:small --config.data.root=...
+    spade-train --config=cityscapes --config.data.root=/data/cityscapes
+    spade-train --config=cityscapes:small --config.data.root=...
 
 35 label ids + the instance-edge channel = 36 semantic channels; images are
 resized to 512x256 ("fixed", crop 512, aspect 2) and the generator uses the
@@ -9,8 +9,7 @@ resized to 512x256 ("fixed", crop 512, aspect 2) and the generator uses the
 batch size 16 (the official default since 2019); paper FID 71.8, mIoU 62.3.
 """
 
-from configs._small import shrink
-from spade_tf.config import base_config
+from spade_tf.config import base_config, shrink_to_small
 
 
 def get_config(arg=None):
@@ -28,7 +27,7 @@ def get_config(arg=None):
     c.train.num_epochs = 50  # official niter default; the paper's length (~200 epochs) is unverified
     c.train.num_decay_epochs = 0
     if arg == "small":
-        c = shrink(c)
+        c = shrink_to_small(c)
         c.data.crop_size = 128  # 128x64 keeps the 2:1 aspect with the 'more' grid (64 px multiples)
         c.data.load_size = 128
         return c

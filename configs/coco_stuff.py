@@ -1,15 +1,14 @@
 """COCO-Stuff (train_img / train_label / train_inst) with the official settings.
 
-    python train.py --config=configs/coco_stuff.py --config.data.root=/data/coco_stuff
-    python train.py --config=configs/coco_stuff.py:small --config.data.root=...
+    spade-train --config=coco_stuff --config.data.root=/data/coco_stuff
+    spade-train --config=coco_stuff:small --config.data.root=...
 
 182 classes + don't-care + instance edges = 184 semantic channels (instance
 maps from the official `coco_generate_instance_map.py`). Official: G 97.5 M,
 D 5.9 M parameters; paper FID 22.6, mIoU 37.4, pixel accuracy 67.9.
 """
 
-from configs._small import shrink
-from spade_tf.config import base_config
+from spade_tf.config import base_config, shrink_to_small
 
 
 def get_config(arg=None):
@@ -27,7 +26,7 @@ def get_config(arg=None):
     c.train.num_epochs = 50  # official niter default; the paper's length (~100 epochs) is unverified
     c.train.num_decay_epochs = 0
     if arg == "small":
-        return shrink(c)
+        return shrink_to_small(c)
     if arg:
         raise ValueError(f"configs/coco_stuff.py: unknown variant {arg!r}; choose 'small' or nothing.")
     return c

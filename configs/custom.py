@@ -1,21 +1,20 @@
 """Your own labelled images: label PNGs + photos (+ optional instance PNGs), paired by file stem.
 
-    python train.py --config=configs/custom.py --config.data.root=/data/mine \
+    spade-train --config=custom --config.data.root=/data/mine \
         --config.data.num_classes=12
     # or explicit folders:
-    python train.py --config=configs/custom.py --config.data.label_dir=... --config.data.image_dir=... \
+    spade-train --config=custom --config.data.label_dir=... --config.data.image_dir=... \
         [--config.data.instance_dir=... --config.data.use_instance_map=True] [--config.data.palette=palette.json]
 
 With only `root`, the layout is `<root>/train/{labels,images,instances}` and
 `<root>/val/...` (the demo dataset in the cache is an example). Label maps are
 single-channel class ids; RGB colour label maps need `data.palette` (JSON:
 {"classes": [{"id": 0, "name": "sky", "color": [r, g, b]}, ...]}). Check a
-dataset without training: `python check_dataset.py --config=configs/custom.py ...`.
+dataset without training: `spade-check-dataset --config=custom ...`.
 Official custom defaults: label_nc 13, resize_and_crop 286 -> 256.
 """
 
-from configs._small import shrink
-from spade_tf.config import base_config
+from spade_tf.config import base_config, shrink_to_small
 
 
 def get_config(arg=None):
@@ -26,7 +25,7 @@ def get_config(arg=None):
     c.data.load_size = 286
     c.data.crop_size = 256
     if arg == "small":
-        return shrink(c)
+        return shrink_to_small(c)
     if arg:
         raise ValueError(f"configs/custom.py: unknown variant {arg!r}; choose 'small' or nothing.")
     return c

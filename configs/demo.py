@@ -1,7 +1,7 @@
 """The bundled demo: procedural landscapes, trained on a CPU in about ten minutes.
 
-    python train.py                                   # = --config=configs/demo.py
-    python train.py --config=configs/demo.py:small    # a one-minute smoke run
+    spade-train                                       # = --config=demo (python train.py in a clone)
+    spade-train --config=demo:small                   # a one-minute smoke run (= configs/demo.py:small)
 
 The dataset (9 classes: sky, cloud, mountain, snow, water, sand, grass, tree,
 rock; 64x64, 400 train / 64 val, with tree and cloud instances) is generated

@@ -2,13 +2,14 @@
 
 The package is split by role (the README's "Package map" says what each folder holds):
 `models` (layers and networks), `data` (the label map, palettes, datasets, tf.data),
-`training`, `serving` (inference, synthesis, export, the painter's server), `evaluation`
-and `tools` (benchmark, official checkpoint converter, photo labelling).
+`training`, `serving` (inference, synthesis, export, the painter's server), `evaluation`,
+`tools` (benchmark, official checkpoint converter, photo labelling) and `cli` (the commands: spade-train, ...).
 """
 
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 
 # Module paths from before the split into subpackages, kept so that user code and the README's
@@ -42,19 +43,42 @@ MOVED_MODULES = {
 }
 
 
+# Old module paths that are also commands: `python -m spade_tf.convert` runs the command (spade_tf/cli/).
+COMMAND_MODULES = {
+    "spade_tf.convert": "spade_tf.cli.convert",
+    "spade_tf.benchmark": "spade_tf.cli.benchmark",
+    "spade_tf.label_photos": "spade_tf.cli.label_photos",
+    "spade_tf.serve": "spade_tf.cli.serve",
+}
+
+
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports an old module path as the module at its new home."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in MOVED_MODULES:
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
+        if fullname not in MOVED_MODULES:
+            return None
+        origin = None
+        if fullname in COMMAND_MODULES:
+            # runpy makes the origin sys.argv[0]: the command's file, so its messages name it.
+            origin = (
+                os.path.join(os.path.dirname(__file__), *COMMAND_MODULES[fullname].split(".")[1:]) + ".py"
+            )
+        return importlib.util.spec_from_loader(fullname, self, origin=origin)
 
     def create_module(self, spec):
         return importlib.import_module(MOVED_MODULES[spec.name])
 
     def exec_module(self, module):
         pass  # already executed at its new path
+
+    def get_code(self, fullname):
+        # Only `python -m <old path>` asks for code (runpy runs it as __main__): a command's old path runs
+        # the command module, whose `if __name__ == "__main__"` starts it.
+        target = COMMAND_MODULES.get(fullname)
+        if target is None:
+            raise ImportError(f"{fullname} is a library module ({MOVED_MODULES[fullname]}), not a command.")
+        return importlib.util.find_spec(target).loader.get_code(target)
 
 
 if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):

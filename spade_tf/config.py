@@ -13,6 +13,7 @@ import os
 import ml_collections
 
 from spade_tf.data.labels import semantic_channels
+from spade_tf.data.layouts import DATASET_ALIASES, canonical_dataset
 from spade_tf.data.transforms import PREPROCESS_MODES
 from spade_tf.models.discriminator import MultiscaleDiscriminator
 from spade_tf.models.encoder import ConvEncoder
@@ -109,6 +110,8 @@ def base_config():
     )
     c.train.precision = "float32"  # or mixed_bfloat16, mixed_float16 (with loss scaling)
     c.train.xla = False
+    # > 0: synthesize (samples, evaluation, the bundle) with a moving average of G's and E's weights.
+    c.train.ema_decay = 0.0
     c.train.deterministic = False  # TF op determinism (reproducible resumes on CPU)
     c.train.init_from = ""  # a converted official bundle (.keras) to fine-tune from
     c.train.log_every = 10
@@ -188,6 +191,8 @@ def validate(config):
     The networks are constructed (without weights), so every network option is checked here by the
     constructor that owns it, before any data is read.
     """
+    # COCO-Stuff's other spelling (the official dataset_mode "coco") is taken silently: one name downstream.
+    config.data.dataset = canonical_dataset(config.data.dataset)
     _choice("data.dataset", config.data.dataset, DATASETS)
     _choice("train.precision", config.train.precision, PRECISIONS)
     _choice("data.preprocess_mode", config.data.preprocess_mode, PREPROCESS_MODES)
@@ -273,9 +278,68 @@ def _validate_eval(e):
         _choice("eval.segmenter_input_range", e.segmenter_input_range, ("0_1", "0_255", "-1_1"))
 
 
+def shrink_to_small(c):
+    """The shared `:small` variant of a dataset config: the same data at 64 px with narrow networks, 200 steps.
+
+    For a quick run on real data (each `configs/<dataset>.py` applies it to its `small` argument).
+    """
+    c.data.load_size = 72
+    c.data.crop_size = 64
+    if c.data.preprocess_mode == "fixed":
+        c.data.load_size = 64
+    c.model.base_filters = 16
+    c.model.spade.hidden_filters = 32
+    c.discriminator.base_filters = 16
+    c.encoder.image_size = 64
+    c.train.batch_size = 4
+    c.train.max_steps = 200
+    c.train.log_every = 10
+    c.train.image_every = 50
+    c.train.checkpoint_every = 100
+    return c
+
+
+def config_dir():
+    """The folder of the bundled configs: `spade_tf/configs/` where installed, the clone's `configs/` else.
+
+    pyproject.toml installs the repository's top-level `configs/` as the package `spade_tf.configs`, so the
+    same files serve a clone and a wheel.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    candidates = (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "configs"))
+    for folder in candidates:
+        if os.path.isfile(os.path.join(folder, "demo.py")):
+            return folder
+    raise FileNotFoundError(f"the bundled configs are missing (looked in {' and '.join(candidates)}).")
+
+
+def config_names():
+    """The bundled config names (`demo`, `ade20k`, ...): what `--config=<name>[:small]` accepts."""
+    return sorted(f[:-3] for f in os.listdir(config_dir()) if f.endswith(".py") and not f.startswith("_"))
+
+
+def resolve_config_spec(spec):
+    """`--config`'s value -> `path[:variant]`: a bundled name (`demo`, `ade20k:small`) becomes its file.
+
+    A value naming a file, or holding a folder separator or `.py`, is a path and is returned as it is, so
+    `configs/demo.py:small` keeps working from a clone.
+    """
+    path, sep, variant = spec.partition(":")
+    if not path or os.path.isfile(path) or os.sep in path or "/" in path or path.endswith(".py"):
+        return spec
+    name = canonical_dataset(path)
+    if name not in config_names():
+        raise ValueError(
+            f"unknown config {path!r}; the bundled configs are {', '.join(config_names())}"
+            f" (with :small for a quick run; {', '.join(f'{a}={b}' for a, b in DATASET_ALIASES.items())}), "
+            "or give a config file's path."
+        )
+    return os.path.join(config_dir(), name + ".py") + sep + variant
+
+
 def load_config_file(spec):
-    """`path[:variant]` -> the ConfigDict its get_config(variant) returns (as --config does)."""
-    path, _, variant = spec.partition(":")
+    """`path[:variant]` or a bundled `name[:variant]` -> the ConfigDict its get_config(variant) returns."""
+    path, _, variant = resolve_config_spec(spec).partition(":")
     if not os.path.isfile(path):
         folder = os.path.dirname(path) or "."
         available = (
@@ -300,9 +364,11 @@ def check_command_line(argv, default_config):
     ml_collections only says "did you mean"; this names the section and lists its keys.
     """
     spec = default_config
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if arg.startswith("--config="):
             spec = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
     config = load_config_file(spec)
     for arg in argv:
         if not arg.startswith("--config."):

@@ -59,7 +59,8 @@ def test_export_script_prints_what_it_wrote(exported):
     assert f"wrote {os.path.join(export_dir, '1')} (" in stdout
     assert f"wrote {os.path.join(export_dir, 'metadata.json')} (" in stdout
     assert "SavedModel signatures: serving_default, predict_png, style, style_png" in stdout
-    assert sorted(os.listdir(export_dir)) == ["1", "metadata.json"]  # --notflite
+    # --notflite: no tflite/; models.config (TF Serving) and MODEL_CARD.md beside the version.
+    assert sorted(os.listdir(export_dir)) == ["1", "MODEL_CARD.md", "metadata.json", "models.config"]
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

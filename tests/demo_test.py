@@ -1,4 +1,4 @@
-"""The procedural demo dataset: determinism, on-disk layout, instance ids, caching, textures."""
+"""The procedural demo dataset: determinism, on-disk layout, instance ids, caching, textures, looks."""
 
 import json
 import os
@@ -23,7 +23,10 @@ def _files(root):
 
 
 def _examples(count, size=32, seed=11):
-    return [demo.render_example(np.random.default_rng([seed, i]), size) for i in range(count)]
+    return [
+        demo.render_example(np.random.default_rng([seed, i]), size, demo.look_of_index(i))
+        for i in range(count)
+    ]
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
@@ -58,7 +61,8 @@ def test_layout_and_file_modes(tmp_path):
 
 def test_files_hold_what_render_example_draws(tmp_path):
     root = demo.generate_demo_dataset(str(tmp_path / "d"), seed=2, **SMALL)
-    label, instance, image = demo.render_example(np.random.default_rng([2, 1, 1]), 32)  # seed 2, val, #1
+    # Seed 2, val, #1, in the second look.
+    label, instance, image = demo.render_example(np.random.default_rng([2, 1, 1]), 32, demo.LOOKS[1])
     np.testing.assert_array_equal(np.asarray(Image.open(os.path.join(root, "val/labels/0001.png"))), label)
     np.testing.assert_array_equal(np.asarray(Image.open(os.path.join(root, "val/images/0001.png"))), image)
     np.testing.assert_array_equal(
@@ -89,6 +93,7 @@ def test_every_class_appears_often():
 
 
 def test_textures_are_not_flat():
+    # 30 examples cycle through the four looks, the dim ones (overcast, dusk) included.
     for label, _, image in _examples(30):
         luminance = image.astype(np.float64).mean(-1)
         for cls in np.unique(label):
@@ -96,7 +101,8 @@ def test_textures_are_not_flat():
             if mask.sum() < 16:
                 continue
             # A flat colour under the whole-image light ramp and jitter has a std of about 3 at most;
-            # every texture measured at >= 5 over 200 images of 32 and 64 px.
+            # every texture measured at >= 4.8 (trees under an overcast sky) over 400 images of 32 and 64 px
+            # in the four looks.
             assert luminance[mask].std() > 4.0, demo.CLASS_NAMES[cls]
 
 
@@ -162,3 +168,56 @@ def test_colorize_labels():
     np.testing.assert_array_equal(colors[0, 1], demo.PALETTE_COLORS[8])
     with pytest.raises(ValueError, match="label ids must be in"):
         demo.colorize_labels(np.array([9]))
+
+
+def test_looks_json_is_written_and_balanced(tmp_path):
+    root = demo.generate_demo_dataset(str(tmp_path / "d"), seed=0, num_train=10, num_val=8, size=32)
+    with open(os.path.join(root, demo.LOOKS_FILE)) as f:
+        recorded = json.load(f)
+    assert sorted(recorded) == ["train", "val"]
+    for split, count in (("train", 10), ("val", 8)):
+        looks = demo.read_looks(root, split)
+        assert looks == recorded[split]
+        assert sorted(looks) == sorted(os.listdir(os.path.join(root, split, "images")))
+        assert [looks[f"{i:04d}.png"] for i in range(count)] == [demo.look_of_index(i) for i in range(count)]
+        counts = [list(looks.values()).count(look) for look in demo.LOOKS]
+        # Round robin: every look, shares within one image of each other.
+        assert min(counts) >= 1 and max(counts) - min(counts) <= 1, counts
+    assert len(demo.LOOKS) >= 4
+    with pytest.raises(ValueError, match="split must be one of"):
+        demo.read_looks(root, "test")
+    os.remove(os.path.join(root, demo.LOOKS_FILE))
+    with pytest.raises(FileNotFoundError, match="regenerate"):
+        demo.read_looks(root, "val")
+
+
+def test_look_changes_colours_not_the_label_map():
+    for layout in range(5):
+        drawn = [demo.render_example(np.random.default_rng([7, 0, layout]), 64, look) for look in demo.LOOKS]
+        for label, instance, _ in drawn[1:]:
+            np.testing.assert_array_equal(label, drawn[0][0])
+            np.testing.assert_array_equal(instance, drawn[0][1])
+        images = [image.astype(np.float64) for _, _, image in drawn]
+        # Every pair of looks differs in the mean colour of the top third (mostly sky) by far more than the
+        # per-image jitter: measured 15.8 to 145 grey levels (largest channel) over 20 layouts.
+        means = [im[: im.shape[0] // 3].reshape(-1, 3).mean(0) for im in images]
+        for i in range(len(means)):
+            for j in range(i):
+                assert np.abs(means[i] - means[j]).max() > 10, (layout, demo.LOOKS[i], demo.LOOKS[j])
+    with pytest.raises(ValueError, match="look must be one of"):
+        demo.render_example(np.random.default_rng(0), 32, "noon")
+
+
+def test_version_bump_regenerates_old_folders(tmp_path, monkeypatch):
+    # Version 2 added the looks; a folder written by version 1 (its marker says so) is not reused.
+    assert demo.DEMO_VERSION >= 2
+    monkeypatch.setenv("SPADE_TF_CACHE", str(tmp_path))
+    assert os.path.basename(demo.default_demo_root(0, 32)) == f"demo-v{demo.DEMO_VERSION}-seed0-32px"
+    root = demo.generate_demo_dataset(str(tmp_path / "d"), seed=1, **SMALL)
+    with open(os.path.join(root, demo._MARKER)) as f:
+        marker = json.load(f)
+    os.remove(os.path.join(root, demo.LOOKS_FILE))
+    with open(os.path.join(root, demo._MARKER), "w") as f:
+        json.dump({**marker, "version": 1}, f)
+    demo.generate_demo_dataset(root, seed=1, **SMALL)
+    assert os.path.isfile(os.path.join(root, demo.LOOKS_FILE))

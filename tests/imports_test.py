@@ -18,6 +18,7 @@ LAYERS = [
     ("spade_tf.evaluation",),
     ("spade_tf.training",),
     ("spade_tf.tools",),
+    ("spade_tf.cli",),
 ]
 
 

@@ -33,7 +33,7 @@ def _trainable_count(model):
     [
         (dict(convert.DATASET_PRESETS["ade20k"]), 96_492_483, 5_836_930),
         (dict(convert.DATASET_PRESETS["cityscapes"]), 93_048_003, 5_601_410),
-        (dict(convert.DATASET_PRESETS["coco"]), 97_480_899, 5_904_514),
+        (dict(convert.DATASET_PRESETS["coco_stuff"]), 97_480_899, 5_904_514),
         (dict(convert.DATASET_PRESETS["ade20k"], use_vae=True), 111_942_595, None),
     ],
     ids=["ade20k", "cityscapes", "coco", "ade20k_vae"],

@@ -139,8 +139,9 @@ def test_oracle_learns_tiny_demo(tiny_demo):
     model = oracle.train_oracle(train_images, train_labels, K, steps=200, batch_size=8)
     metrics = oracle.evaluate_oracle(model, val_images, val_labels, K)
     majority = np.bincount(val_labels.ravel()).max() / val_labels.size
-    # Measured 0.90 / 0.69 (majority class 0.25, chance mIoU ~0.1); the bounds leave room for other seeds
-    # and thread orders while still failing an oracle that only learned the commonest classes.
+    # Measured 0.77 / 0.54 on 24 images in four looks (0.90 / 0.69 before the demo had looks; majority class
+    # 0.25, chance mIoU ~0.1); the bounds leave room for other seeds and thread orders while still failing an
+    # oracle that only learned the commonest classes.
     assert metrics["pixel_accuracy"] > max(0.7, majority + 0.35)
     assert metrics["mean_iou"] > 0.45
 

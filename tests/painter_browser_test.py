@@ -1,10 +1,13 @@
 """The painter page in a real headless browser (Debian chromium + chromedriver through selenium).
 
 Paints with the mouse, waits for the synthesized image, and checks it changed where the paint went; also the
-label-map files, undo, seeds and the page of a model without style input.
+label-map files, undo, seeds and the page of a model without style input. With an export that carries
+examples (`export_lib.export_examples`): the page opens on a scene, and clicking style thumbnails moves the
+synthesized image's colour toward the exemplar's.
 """
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -16,8 +19,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_tf.data import demo
+from spade_tf.serving import export_lib
 from spade_tf.serving import server as serve
-from tests.serve_test import CLASS_NAMES, SIZE, running, served_model
+from spade_tf.serving.inference import load_synthesizer
+from tests.serve_test import CLASS_NAMES, SIZE, request, running, served_model
+from tests.test_case import make_style_responsive, tiny_bundle
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -31,10 +38,14 @@ CHROME_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,900",
 )
+# The window the page is designed for: label map and result side by side, style thumbnails below.
+WINDOW = (1280, 900)
 WAIT_S = 30
-ZOOM = 16  # the page shows a 32 px label map at 512 CSS pixels
+# At 1280 pixels the page shows a 32 px label map at 14x (448 CSS pixels) beside the result.
+MIN_ZOOM = 14
+# Grey levels (RGB distance) a style thumbnail must move the synthesized image's mean colour toward its exemplar.
+MIN_MOVE = 30
 TREE, WATER, SKY = CLASS_NAMES.index("tree"), CLASS_NAMES.index("water"), CLASS_NAMES.index("sky")
 DONTCARE = len(CLASS_NAMES)
 
@@ -57,8 +68,51 @@ def server(tmp_path_factory):
         yield srv
 
 
+def styled_export(root):
+    """A tiny demo-class VAE exported with examples, whose images take the colour of the chosen exemplar.
+
+    The examples come from the demo dataset's small variant (the model's training config), as export.py
+    writes them: 4 validation label maps and one exemplar per look. `make_style_responsive` fits the
+    encoder so that each exemplar's style gives images of that exemplar's mean colour.
+
+    Returns:
+        (export folder, {exemplar file: fitted mean colour}).
+    """
+    bundle = tiny_bundle(
+        os.path.join(root, "workdir"),
+        class_names=demo.CLASS_NAMES,
+        palette=demo.PALETTE_COLORS,
+        num_classes=len(demo.CLASS_NAMES),
+        use_vae=True,
+        size=SIZE,
+        responsive=True,
+    )
+    synthesizer = load_synthesizer(bundle)
+    export_dir = os.path.join(root, "export")
+    entry = export_lib.export_examples(synthesizer, export_dir)
+    assert entry["label_maps"] and entry["style_exemplars"], entry
+
+    def read(file):
+        return np.asarray(Image.open(os.path.join(export_dir, file)))
+
+    exemplars = [e["file"] for e in entry["style_exemplars"]]
+    labels = np.stack([read(e["file"]) for e in entry["label_maps"]])
+    colours = make_style_responsive(synthesizer, np.stack([read(f) for f in exemplars]), labels)
+    export_lib.export_saved_model(synthesizer, export_dir)
+    return export_dir, dict(zip(exemplars, colours))
+
+
 @pytest.fixture(scope="module")
-def driver():
+def styled(tmp_path_factory):
+    export_dir, colours = styled_export(str(tmp_path_factory.mktemp("styled")))
+    with running(serve.SpadeHTTPServer(("127.0.0.1", 0), serve.ModelServable(export_dir))) as srv:
+        srv.fitted_colours = colours
+        yield srv
+
+
+@contextlib.contextmanager
+def chromium(window=WINDOW):
+    """A headless Debian chromium driven by selenium, with a window of `window` (width, height) pixels."""
     _browser_missing()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -68,6 +122,7 @@ def driver():
     options.binary_location = CHROMIUM
     for flag in CHROME_FLAGS:
         options.add_argument(flag)
+    options.add_argument(f"--window-size={window[0]},{window[1]}")
     options.add_argument(f"--user-data-dir={profile}")
     # An explicit driver path: selenium then never tries to download one.
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -77,6 +132,12 @@ def driver():
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    with chromium() as browser:
+        yield browser
 
 
 def wait_for(driver, script, what):
@@ -115,6 +176,19 @@ def label_ids(driver):
     return np.array(driver.execute_script("return window.painter.ids()"), np.int64).reshape(SIZE, SIZE)
 
 
+def zoom(driver):
+    """CSS pixels per label pixel of the label canvas."""
+    return driver.find_element("id", "label-canvas").rect["width"] / SIZE
+
+
+def mean_colour(image):
+    return np.asarray(image, np.float64).reshape(-1, 3).mean(0)
+
+
+def status(driver):
+    return driver.find_element("id", "status").text
+
+
 def canvas_pixels(driver):
     data = driver.execute_script(
         "const c = document.getElementById('label-canvas');"
@@ -132,9 +206,10 @@ def drag(driver, points):
     from selenium.webdriver.common.action_chains import ActionChains
 
     canvas = driver.find_element("id", "label-canvas")
+    k = zoom(driver)
 
     def offset(x, y):
-        return round((x + 0.5) * ZOOM - SIZE * ZOOM / 2), round((y + 0.5) * ZOOM - SIZE * ZOOM / 2)
+        return round((x + 0.5) * k - SIZE * k / 2), round((y + 0.5) * k - SIZE * k / 2)
 
     chain = ActionChains(driver).move_to_element_with_offset(canvas, *offset(*points[0])).click_and_hold()
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
@@ -172,11 +247,15 @@ def test_painting_two_classes_changes_the_image_where_painted(server, driver, tm
     ]
     assert driver.find_element("id", "seed").is_displayed()
     assert driver.find_element("id", "upload-style").get_attribute("accept").startswith("image/png")
-    # The label map and the synthesized image sit side by side at the same zoomed-up size.
+    # The label map and the synthesized image sit side by side at the same zoomed-up size, in the window.
     canvas_box = driver.find_element("id", "label-canvas").rect
     image_box = driver.find_element("id", "result").rect
-    assert canvas_box["width"] == image_box["width"] >= SIZE * ZOOM
+    assert canvas_box["width"] == image_box["width"] >= SIZE * MIN_ZOOM
     assert image_box["x"] > canvas_box["x"] + canvas_box["width"] and image_box["y"] == canvas_box["y"]
+    assert image_box["x"] + image_box["width"] <= driver.execute_script("return window.innerWidth")
+    # Without examples in the export the page opens on an empty canvas and shows no scenes or thumbnails.
+    assert not driver.find_element("id", "scenes").is_displayed()
+    assert not driver.find_element("id", "styles").is_displayed()
 
     # Start from an all-sky map with the fill tool (a model with don't care starts unlabelled).
     assert (label_ids(driver) == DONTCARE).all()
@@ -311,7 +390,8 @@ def test_label_png_download_and_upload(server, driver, tmp_path):
 
 def test_a_model_without_style_input_and_server_errors(server, driver, tmp_path):
     # The same page and server, told (through ?metadata=) that the model is not a VAE model: the style
-    # controls go away with a note, and the server's 400 for the seed-less request shows in the status line.
+    # controls go away (no note in the way), and the server's 400 for the seed-less request shows in the
+    # status line.
     meta = json.loads(json.dumps(server.servable.spade_metadata))
     meta["model"]["use_vae"] = False
     # Don't care drawn in sky's colour: colours no longer say which id a pixel is, so the page sends ids.
@@ -323,7 +403,9 @@ def test_a_model_without_style_input_and_server_errors(server, driver, tmp_path)
     with running(serve.SpadeHTTPServer(("127.0.0.1", 0), server.servable, static_dir=str(static))) as other:
         open_page(driver, other.url + "/?metadata=static/plain.json")
         assert not driver.find_element("id", "seed").is_displayed()
-        assert "not a VAE model" in driver.find_element("id", "style-note").text
+        assert not driver.find_element("id", "style").is_displayed()
+        assert "VAE" not in driver.find_element("tag name", "main").text
+        assert "no style input" in driver.find_element("id", "model-info").text
         wait_for(driver, "return document.getElementById('status').classList.contains('error')", "the error")
         status = driver.find_element("id", "status").text
         assert "HTTP 400" in status and "predict_png has several inputs" in status, status
@@ -331,3 +413,149 @@ def test_a_model_without_style_input_and_server_errors(server, driver, tmp_path)
         sent = base64.b64decode(driver.execute_script("return window.painter.modelPngBase64()"))
         sent = Image.open(io.BytesIO(sent))
         assert sent.mode == "L" and (np.asarray(sent) == 255).all()  # all don't care, written as 255
+
+
+# -- an export with examples: the page opens on a scene, with style thumbnails -----------------------------
+
+
+def example_ids(server, i):
+    """Example label map i of the served export, as the page reads it (ids; this model has no don't care)."""
+    entry = server.servable.spade_metadata["examples"]["label_maps"][i]
+    return np.asarray(Image.open(os.path.join(server.servable.export_dir, entry["file"])), np.int64)
+
+
+def exemplar_colour(server, i):
+    entry = server.servable.spade_metadata["examples"]["style_exemplars"][i]
+    return mean_colour(Image.open(os.path.join(server.servable.export_dir, entry["file"])).convert("RGB"))
+
+
+def test_the_server_serves_the_exports_examples_and_nothing_beside_them(styled):
+    entry = styled.servable.spade_metadata["examples"]
+    assert entry["source"] == "demo dataset, val split"
+    assert [e["look"] for e in entry["style_exemplars"]] == list(demo.LOOKS)
+    assert all("instances" in e for e in entry["label_maps"]) and len(entry["label_maps"]) == 4
+    for e in entry["label_maps"] + entry["style_exemplars"]:
+        code, headers, body = request(styled, f"/v1/models/spade/{e['file']}")
+        assert code == 200 and headers["Content-Type"] == "image/png"
+        with open(os.path.join(styled.servable.export_dir, e["file"]), "rb") as f:
+            assert body == f.read()
+    assert request(styled, "/v1/models/spade/versions/1/examples/labels/00.png")[0] == 200
+    for path in (
+        "/v1/models/spade/examples/../metadata.json",
+        "/v1/models/spade/examples/%2e%2e/metadata.json",
+        "/v1/models/spade/examples/labels/99.png",
+        "/v1/models/other/examples/labels/00.png",
+        "/v1/models/spade/versions/7/examples/labels/00.png",
+        "/v1/models/spade/x/examples/labels/00.png",
+    ):
+        code, headers, body = request(styled, path)
+        assert code == 404 and headers["Content-Type"] == "application/json", (path, code)
+        assert json.loads(body)["error"]
+
+
+def test_the_page_opens_on_an_example_scene_side_by_side_at_1280_pixels(styled, driver, tmp_path):
+    open_page(driver, styled.url + "/")
+    shown = wait_idle(driver)
+    # The first example label map, not a blank canvas: several classes, drawn in their palette colours.
+    ids = label_ids(driver)
+    np.testing.assert_array_equal(ids, example_ids(styled, 0))
+    assert len(np.unique(ids)) >= 3
+    palette = np.array(styled.servable.spade_metadata["model"]["palette"], np.uint8)
+    np.testing.assert_array_equal(canvas_pixels(driver)[..., :3], palette[ids])
+    # The synthesized image of that scene is shown, in the first exemplar's style.
+    result = result_image(driver)
+    assert result.shape == (SIZE, SIZE, 3) and result.std() > 5
+    assert (
+        status(driver).startswith("style_png:")
+        and driver.execute_script("return window.painter.exemplar") == 0
+    )
+    # Canvas and result side by side inside the 1280-pixel window, scenes and styles below them.
+    assert driver.execute_script("return window.innerWidth") <= WINDOW[0]
+    canvas_box = driver.find_element("id", "label-canvas").rect
+    image_box = driver.find_element("id", "result").rect
+    assert canvas_box["width"] == image_box["width"] >= SIZE * MIN_ZOOM
+    assert image_box["y"] == canvas_box["y"] and image_box["x"] > canvas_box["x"] + canvas_box["width"]
+    assert image_box["x"] + image_box["width"] <= WINDOW[0]
+    thumbs = driver.find_elements("css selector", "#style-thumbs button.thumb")
+    assert [t.text for t in thumbs] == [look.replace("_", " ") for look in demo.LOOKS] + ["Random"]
+    for t in thumbs:
+        assert t.is_displayed() and t.rect["y"] > canvas_box["y"] + canvas_box["height"]
+        assert t.rect["x"] + t.rect["width"] <= WINDOW[0]
+    scenes = driver.find_elements("css selector", "#scene-thumbs button.thumb")
+    assert len(scenes) == 4 and all(s.is_displayed() for s in scenes)
+    save_screenshot(driver, tmp_path, "painter_examples.png")
+
+    # Another scene: its label map and its image; undo goes back to the first.
+    scenes[2].click()
+    shown = wait_idle(driver, shown)
+    np.testing.assert_array_equal(label_ids(driver), example_ids(styled, 2))
+    assert np.abs(result_image(driver) - result).mean() > 1
+    click(driver, "#undo")
+    np.testing.assert_array_equal(label_ids(driver), example_ids(styled, 0))
+    wait_idle(driver, shown)
+
+
+def test_style_thumbnails_move_the_colour_toward_the_chosen_exemplar(styled, driver):
+    open_page(driver, styled.url + "/")
+    shown = wait_idle(driver)
+    exemplars = styled.servable.spade_metadata["examples"]["style_exemplars"]
+    means = [exemplar_colour(styled, i) for i in range(len(exemplars))]
+    # The two exemplars of the most different colours (demo looks: overcast and dusk, ~100 levels apart).
+    a, b = max(
+        ((i, j) for i in range(len(means)) for j in range(len(means)) if i != j),
+        key=lambda ij: np.linalg.norm(means[ij[0]] - means[ij[1]]),
+    )
+    colours = {}
+    for pick in (a, b, a):
+        click(driver, f'#style-thumbs button[data-exemplar="{pick}"]')
+        shown = wait_idle(driver, shown)
+        assert status(driver).startswith("style_png:")
+        assert driver.execute_script("return window.painter.exemplar") == pick
+        pressed = driver.find_elements("css selector", '#style-thumbs button[aria-checked="true"]')
+        assert [p.get_attribute("data-exemplar") for p in pressed] == [str(pick)]
+        colours.setdefault(pick, []).append(mean_colour(result_image(driver)))
+
+    def distance(colour, to):
+        return float(np.linalg.norm(colour - means[to]))
+
+    apart = distance(means[a], b)
+    toward_b = distance(colours[a][0], b) - distance(colours[b][0], b)
+    toward_a = distance(colours[b][0], a) - distance(colours[a][1], a)
+    print(
+        f"exemplars {apart:.0f} apart; switching {exemplars[a]['look']} -> {exemplars[b]['look']} moved the "
+        f"image {toward_b:.0f} levels toward {exemplars[b]['look']}, switching back {toward_a:.0f} toward "
+        f"{exemplars[a]['look']}"
+    )
+    # Measured here: exemplars 117 apart (overcast, dusk), moves of 64 and 68 levels. 30, as
+    # tests/synthesize_test.py requires of a trained VAE, fails a page that sends no style or the wrong one
+    # (a move of 0 or negative) with room for a model that fits the exemplars' colours less closely.
+    assert toward_b > MIN_MOVE and toward_a > MIN_MOVE, (apart, toward_b, toward_a)
+    # The same exemplar gives the same image again: the style, not the history, sets the colour.
+    np.testing.assert_allclose(colours[a][0], colours[a][1], atol=0.5)
+
+    # Random: no exemplar, a new seed, the seed-only signature.
+    seed = driver.find_element("id", "seed").get_attribute("value")
+    click(driver, "#random-style")
+    wait_idle(driver, shown)
+    assert status(driver).startswith("predict_png:")
+    assert driver.execute_script("return window.painter.exemplar") == -1
+    assert driver.find_element("id", "seed").get_attribute("value") != seed
+    assert driver.find_element("id", "random-style").get_attribute("aria-checked") == "true"
+
+
+def test_a_model_without_style_input_opens_on_a_scene_without_style_controls(styled, driver, tmp_path):
+    # The styled export's metadata and examples served as static files, saying the model is not a VAE model:
+    # the page finds the examples relative to ?metadata= (as behind a proxy in front of TF Serving).
+    meta = json.loads(json.dumps(styled.servable.spade_metadata))
+    meta["model"]["use_vae"] = False
+    static = tmp_path / "static"
+    shutil.copytree(serve.STATIC_DIR, static)
+    shutil.copytree(os.path.join(styled.servable.export_dir, export_lib.EXAMPLES_DIR), static / "examples")
+    (static / "plain.json").write_text(json.dumps(meta))
+    with running(serve.SpadeHTTPServer(("127.0.0.1", 0), styled.servable, static_dir=str(static))) as other:
+        open_page(driver, other.url + "/?metadata=static/plain.json")
+        np.testing.assert_array_equal(label_ids(driver), example_ids(styled, 0))
+        assert driver.find_element("id", "scenes").is_displayed()
+        for hidden in ("style", "styles", "seed"):
+            assert not driver.find_element("id", hidden).is_displayed(), hidden
+        assert "VAE" not in driver.find_element("tag name", "main").text

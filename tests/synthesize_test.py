@@ -214,7 +214,7 @@ def test_split_of_an_official_dataset_for_a_converted_model(tmp_path):
     from spade_tf.tools import convert
 
     options = convert.normalize_options(
-        dict(convert.DATASET_PRESETS["coco"], label_nc=4, ngf=8, crop_size=32)
+        dict(convert.DATASET_PRESETS["coco_stuff"], label_nc=4, ngf=8, crop_size=32)
     )
     bundle = save_bundle(str(tmp_path / "coco.keras"), convert.build_generator(options), options=options)
     model = load_synthesizer(bundle)
@@ -305,8 +305,9 @@ def _tint(image, gains):
 
 
 def _flat_tinted_demo(root):
-    """The small demo dataset (32 px) with each photo painted in its per-class mean colours; training photos
-    tinted red or blue, alternately, with a little jitter so colour is a continuum rather than two codes."""
+    """The small demo dataset (32 px) with each photo painted in the per-class mean colours of the whole
+    dataset (so the demo's looks are gone and the tint is the only style); training photos tinted red or blue,
+    alternately, with a little jitter so colour is a continuum rather than two codes."""
     import shutil
 
     from spade_tf.data.demo import generate_demo_dataset
@@ -314,16 +315,24 @@ def _flat_tinted_demo(root):
     demo = generate_demo_dataset(root=str(root / "demo"), num_train=48, num_val=8, size=32)
     out = root / "flat"
     rng = np.random.default_rng(0)
+    pairs = {}
+    for split in ("train", "val"):
+        names = sorted(os.path.splitext(n)[0] for n in os.listdir(os.path.join(demo, split, "images")))
+        pairs[split] = [(name, _read(os.path.join(demo, split, "labels", f"{name}.png"))) for name in names]
+    sums, counts = np.zeros((256, 3)), np.zeros(256)
+    for split, items in pairs.items():
+        for name, label in items:
+            photo = _read(os.path.join(demo, split, "images", f"{name}.png")).astype(np.float64)
+            np.add.at(sums, label.ravel(), photo.reshape(-1, 3))
+            np.add.at(counts, label.ravel(), 1)
+    class_colours = sums / np.maximum(counts, 1)[:, None]
     for split in ("train", "val"):
         for sub in ("labels", "instances"):
             shutil.copytree(os.path.join(demo, split, sub), out / split / sub)
-        names = sorted(os.path.splitext(n)[0] for n in os.listdir(os.path.join(demo, split, "images")))
+        names = [name for name, _ in pairs[split]]
         photos = []
-        for i, name in enumerate(names):
-            photo = _read(os.path.join(demo, split, "images", f"{name}.png")).astype(np.float64)
-            label = _read(os.path.join(demo, split, "labels", f"{name}.png"))
-            for c in np.unique(label):
-                photo[label == c] = photo[label == c].mean(0)
+        for i, (_, label) in enumerate(pairs[split]):
+            photo = class_colours[label]
             gains = (RED, BLUE)[i % 2] * rng.uniform(0.9, 1.1, 3) if split == "train" else 1.0
             photos.append(_tint(photo, gains))
         _write(out / split / "images", photos, names)

@@ -131,11 +131,12 @@ def make_responsive(generator, num_classes, use_instance_map, size, gain=50.0, s
     return g
 
 
-def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
+def tiny_bundle(path, seed=0, class_names=None, responsive=False, palette=None, **kwargs):
     """Writes a random-weight model as train.py would (`path` is a workdir folder or a .keras file).
 
     Keyword arguments go to `tiny_config`. `responsive` applies `make_responsive` (images that depend on
-    the labels). Returns the bundle file path.
+    the labels). `palette`: one RGB colour per class (default: the official colour map). Returns the
+    bundle file path.
     """
     import json as _json
 
@@ -152,7 +153,10 @@ def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
     options = {
         "config": _json.loads(config.to_json()),
         "class_names": list(class_names or [f"class{i}" for i in range(n)]),
-        "palette": default_colormap(n + 1)[1:].tolist() + [[0, 0, 0]],
+        "palette": (
+            np.asarray(palette).tolist() if palette is not None else default_colormap(n + 1)[1:].tolist()
+        )
+        + [[0, 0, 0]],
         "step": 0,
     }
     path = str(path)
@@ -160,6 +164,73 @@ def tiny_bundle(path, seed=0, class_names=None, responsive=False, **kwargs):
         os.makedirs(path, exist_ok=True)
         path = os.path.join(path, "model.keras")
     return save_bundle(path, g, d, e, options)
+
+
+def encoder_features(encoder, images):
+    """The style encoder's features before its fc_mu / fc_var layers, (N, final_filters * 16) float32.
+
+    Follows `ConvEncoder.call` up to its linear layers; `make_style_responsive` fits fc_mu on them.
+    """
+    import tensorflow as tf
+
+    x = encoder.resize_input(tf.cast(images, tf.float32) / 127.5 - 1.0)
+    for i, conv in enumerate(encoder.convs):
+        if i:
+            x = tf.nn.leaky_relu(x, 0.2)
+        x = encoder.norm(conv(x, training=False))
+    x = tf.nn.leaky_relu(x, 0.2)
+    return tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [len(images), -1]).numpy()
+
+
+def make_style_responsive(synthesizer, exemplars, labels, steps=60):
+    """Makes a random-weight VAE's image take the mean colour of its style exemplar, as a trained VAE's would.
+
+    A random encoder maps photos to arbitrary latents, and training one to carry style takes minutes (see
+    tests/synthesize_test.py). Here, for each exemplar, Adam finds the latent z whose images of `labels` have
+    the exemplar's mean colour (the generator fixed); then the encoder's fc_mu, a linear layer over its last
+    features, is set by least squares to map each exemplar's features to its z exactly, and fc_var to a tiny
+    variance (logvar -12) so that the seed noise `style_png` adds around mu does not blur the style. Only
+    these exemplars get a meaningful latent; other photos get some latent. Apply `make_responsive` first, so
+    that the images depend on the labels too.
+
+    Args:
+        synthesizer: a VAE `spade_tf.serving.inference.Synthesizer`, changed in place (export it after).
+        exemplars: (N, h, w, 3) uint8 photos.
+        labels: (M, H, W) int label maps at the model's size that the colours are fitted on.
+        steps: Adam steps on the latents.
+
+    Returns:
+        (N, 3) float: the mean colour (0..255) of each exemplar's images, averaged over `labels`.
+    """
+    import tensorflow as tf
+
+    g, e = synthesizer.generator, synthesizer.encoder
+    exemplars, labels = np.asarray(exemplars), np.asarray(labels)
+    n, m = len(exemplars), len(labels)
+    target = tf.constant(exemplars.reshape(n, -1, 3).mean(1)[:, None] / 127.5 - 1.0, tf.float32)
+    semantics = synthesizer.semantics(np.tile(labels, (n, 1, 1)))  # row i * m + j: exemplar i, map j
+    z = tf.Variable(tf.zeros([n, g.latent_dim]))
+    optimizer = keras.optimizers.Adam(0.1)
+
+    def colours():
+        images = g(semantics, tf.repeat(z, m, axis=0), training=False)
+        return tf.reshape(tf.reduce_mean(images, [1, 2]), [n, m, 3])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(colours() - target))
+        optimizer.apply_gradients([(tape.gradient(loss, z), z)])
+
+    for _ in range(steps):
+        step()
+    features = encoder_features(e, exemplars)
+    solution = np.linalg.lstsq(np.c_[features, np.ones(n)], z.numpy(), rcond=None)[0]
+    e.fc_mu.kernel.assign(solution[:-1])
+    e.fc_mu.bias.assign(solution[-1])
+    e.fc_var.kernel.assign(np.zeros(e.fc_var.kernel.shape, np.float32))
+    e.fc_var.bias.assign(np.full(e.fc_var.bias.shape, -12.0, np.float32))
+    return (colours().numpy().mean(1) + 1.0) * 127.5
 
 
 def run_script(script, *flags, timeout=600):

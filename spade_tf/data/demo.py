@@ -10,11 +10,20 @@ vertical streaks for grass, leafy noise for trees), so a per-pixel
 segmentation network can label real and synthesized images by appearance
 (see `spade_tf/evaluation/oracle.py`).
 
+Each image is also drawn in one of four global looks (`LOOKS`): midday, golden hour, overcast and dusk. A look
+changes what the light does, the way photos of one place differ through the day: the sky's gradient and the
+clouds' colours, the colour and direction of the light on the ground, how much of the sky the water mirrors,
+how much haze veils the far mountains, and the hue of grass and trees. It never changes what is where: a tree is
+a tree in every look. Looks go round by image index (0000 midday, 0001 golden hour, ...), so both splits hold
+them in equal shares; `looks.json` records each image's look (`read_looks`), for models that take their style
+from an exemplar and for the metrics that check it (`spade_tf/evaluation/demo_metrics.py`).
+
 The dataset is written in the "custom" layout, which is also the example to
 copy for your own data::
 
     root/
       palette.json            {"classes": [{"id": 0, "name": "sky", "color": [r, g, b]}, ...]}
+      looks.json              {"train": {"0000.png": "midday", ...}, "val": {...}}: each image's look
       README.md
       train/labels/0000.png     mode L, one class id per pixel
       train/images/0000.png     RGB
@@ -24,9 +33,11 @@ copy for your own data::
 
 Example:
 
-    root = generate_demo_dataset()      # ~/.cache/spade_tf/demo-v1-seed0-64px, made once
+    root = generate_demo_dataset()      # ~/.cache/spade_tf/demo-v2-seed0-64px, made once
+    looks = read_looks(root, "val")     # {"0000.png": "midday", "0001.png": "golden_hour", ...}
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -56,11 +67,13 @@ PALETTE_COLORS = np.array(
     dtype=np.uint8,
 )
 # Bump when the generator's output changes: the version is part of the cache folder name.
-DEMO_VERSION = 1
+# Version 2: global looks (LOOKS) and looks.json.
+DEMO_VERSION = 2
 SPLITS = ("train", "val")
+LOOKS_FILE = "looks.json"
 _MARKER = ".complete"
 # What a (possibly half-written) demo folder may contain; anything else means the folder is not ours.
-_DEMO_ENTRIES = {"train", "val", "palette.json", "README.md", _MARKER}
+_DEMO_ENTRIES = {"train", "val", "palette.json", LOOKS_FILE, "README.md", _MARKER}
 _SPLIT_CODES = {"train": 0, "val": 1}
 
 # Foreground bands from the horizon down, and how often each scheme is drawn. Chosen so every foreground
@@ -75,6 +88,135 @@ _FOREGROUND_SCHEMES = (
     ((SAND, GRASS), 0.10),
     ((GRASS, WATER), 0.10),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Look:
+    """How the light falls in one global look; colours are RGB in 0..255.
+
+    Args:
+        name: the look's name, one of `LOOKS`.
+        sky: the sky's gradient from the top of the image through half way to the horizon.
+        glow: strength of the sun's glow in the sky near the horizon, on the sun's side (0: none).
+        cloud_top, cloud_bottom: a cloud's colour at its top and at its flat bottom.
+        light: the light's colour on ground, mountains, snow and trees: multiplies their textures.
+        sun: strength of the side light (tree crowns, the whole-image ramp); 0 under an overcast sky.
+        saturation: of the lit ground colours (1: as drawn, 0: grey).
+        foliage: added to grass and tree colours (yellower in low sun, bluer at dusk).
+        reflection: share of the horizon sky's colour the water mirrors near the horizon.
+        glint: colour of the sun's glints on water ripples (black: none).
+        haze: share of the horizon sky's colour that veils the far range (half as much on the near one).
+    """
+
+    name: str
+    sky: tuple
+    glow: float
+    cloud_top: tuple
+    cloud_bottom: tuple
+    light: tuple
+    sun: float
+    saturation: float
+    foliage: tuple
+    reflection: float
+    glint: tuple
+    haze: float
+
+
+_LOOKS = (
+    Look(
+        name="midday",
+        sky=((55, 105, 185), (110, 155, 215), (165, 198, 232)),
+        glow=0.0,
+        cloud_top=(250, 250, 250),
+        cloud_bottom=(178, 182, 192),
+        light=(1.0, 1.0, 1.0),
+        sun=1.0,
+        saturation=1.0,
+        foliage=(0, 0, 0),
+        reflection=0.15,
+        glint=(255, 255, 255),
+        haze=0.1,
+    ),
+    Look(
+        name="golden_hour",
+        sky=((62, 88, 158), (178, 150, 160), (250, 178, 118)),
+        glow=0.45,
+        cloud_top=(255, 222, 170),
+        cloud_bottom=(165, 118, 128),
+        light=(1.08, 0.94, 0.76),
+        sun=2.2,
+        saturation=1.1,
+        foliage=(22, 6, -12),
+        reflection=0.4,
+        glint=(255, 196, 110),
+        haze=0.2,
+    ),
+    Look(
+        name="overcast",
+        sky=((160, 165, 176), (190, 193, 200), (216, 218, 222)),
+        glow=0.0,
+        cloud_top=(156, 159, 166),
+        cloud_bottom=(94, 97, 106),
+        light=(0.9, 0.91, 0.93),
+        sun=0.0,
+        saturation=0.65,
+        foliage=(-4, -8, 0),
+        reflection=0.45,
+        glint=(110, 112, 116),
+        haze=0.25,
+    ),
+    Look(
+        name="dusk",
+        sky=((22, 26, 70), (88, 62, 122), (232, 132, 108)),
+        glow=0.3,
+        cloud_top=(156, 108, 146),
+        cloud_bottom=(244, 156, 136),
+        light=(0.76, 0.68, 0.86),
+        sun=0.6,
+        saturation=0.85,
+        foliage=(-8, -4, 12),
+        reflection=0.5,
+        glint=(255, 150, 120),
+        haze=0.2,
+    ),
+)
+# The global looks, in the order images take them (image i has LOOKS[i % len(LOOKS)]).
+LOOKS = tuple(look.name for look in _LOOKS)
+LOOK_STYLES = {look.name: look for look in _LOOKS}
+
+
+def look_of_index(index):
+    """The look of the image with this index in either split: the looks go round, so both splits are balanced."""
+    return LOOKS[int(index) % len(LOOKS)]
+
+
+def read_looks(root, split):
+    """Each image's look in one split of a demo dataset folder.
+
+    Args:
+        root: the dataset folder (`generate_demo_dataset`).
+        split: "train" or "val".
+
+    Returns:
+        {image file name: look name}, e.g. {"0000.png": "midday", "0001.png": "golden_hour", ...}.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = os.path.join(root, LOOKS_FILE)
+    try:
+        with open(path) as f:
+            looks = json.load(f)[split]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: demo folders of version 2 and later record each image's look there; "
+            "regenerate with spade_tf.data.demo.generate_demo_dataset()"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot read the {split!r} looks from {path} ({e!r})") from e
+    unknown = sorted({v for v in looks.values() if v not in LOOK_STYLES})
+    if unknown:
+        raise ValueError(f"{path}: unknown looks {unknown[:5]}; known looks are {LOOKS}")
+    return dict(sorted(looks.items()))
 
 
 def default_cache_dir():
@@ -305,7 +447,7 @@ def _layout(rng, size):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Textures
+# Textures and light
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -324,25 +466,40 @@ def _shade(color, amount):
     return color * amount[..., None]
 
 
-def _texture_sky(rng, size, hints):
-    yy = hints["yy"]
-    t = np.clip(yy / max(hints["horizon"], 1.0), 0, 1)
-    top = _rgb(55, 105, 185) + rng.uniform(-10, 10, 3)
-    bottom = _rgb(165, 198, 232) + rng.uniform(-8, 8, 3)
+def _sky_at(look, t):
+    """The look's sky gradient at heights t (H, W) in [0, 1], 0 at the top, 1 at the horizon."""
+    top, middle, horizon = (_rgb(*c) for c in look.sky)
+    upper = _mix(top, middle, np.clip(2 * t, 0, 1))
+    return np.where((t < 0.5)[..., None], upper, _mix(middle, horizon, np.clip(2 * t - 1, 0, 1)))
+
+
+def _texture_sky(rng, size, hints, look, sun_side):
+    yy, xx, horizon = hints["yy"], hints["xx"], hints["horizon"]
+    t = np.clip(yy / max(horizon, 1.0), 0, 1) ** 0.8
+    sky = _sky_at(look, t) + rng.uniform(-10, 10, 3)
+    # A low sun lights the sky near the horizon on its side.
+    sun_x = (0.5 + 0.35 * sun_side) * size
+    glow = look.glow * np.exp(
+        -(((xx - sun_x) / (0.4 * size)) ** 2) - ((yy - horizon) / (0.35 * horizon)) ** 2
+    )
+    sky = _mix(sky, _rgb(*look.glint), glow)
     haze = _fractal_noise(rng, size, size, 12, octaves=2) - 0.5
-    return _mix(top, bottom, t**0.8) + 14 * haze[..., None]
+    return sky + 14 * haze[..., None]
 
 
-def _texture_cloud(rng, size, hints, canvas):
+def _texture_cloud(rng, size, hints, canvas, look):
     yy = hints["yy"]
     out = np.zeros((size, size, 3))
     puff = _fractal_noise(rng, size, size, 3, octaves=2) - 0.5
+    top = _rgb(*look.cloud_top) + rng.uniform(-6, 6, 3)
+    bottom = _rgb(*look.cloud_bottom) + rng.uniform(-6, 6, 3)
     for inst in np.unique(canvas.instance[canvas.label == CLOUD]):
         mask = canvas.instance == inst
         rows = yy[mask]
-        # Lit tops, grey bellies: brightness falls from the top of each cloud to its flat bottom.
+        # The colour goes from the top of each cloud to its flat bottom: lit tops and grey bellies by day,
+        # bellies lit from below after sunset.
         t = np.clip((yy - rows.min()) / max(rows.max() - rows.min(), 1.0), 0, 1)
-        out[mask] = _mix(_rgb(250, 250, 250), _rgb(178, 182, 192), t**1.5)[mask]
+        out[mask] = _mix(top, bottom, t**1.5)[mask]
     return out + 22 * puff[..., None]
 
 
@@ -355,45 +512,47 @@ def _texture_mountain(rng, size, hints):
     # Diagonal gullies plus broad relief, so the slopes are textured without looking like rock.
     relief = _fractal_noise(rng, size, size, 8, octaves=3) - 0.5
     gully = np.sin((hints["xx"] * rng.choice([-1, 1]) + hints["yy"]) * 0.9 + 4 * relief)
-    return _shade(base, 1.0 + 0.45 * relief + 0.07 * gully)
+    return _shade(base, 1.0 + 0.55 * relief + 0.09 * gully)
 
 
 def _texture_snow(rng, size, hints):
     relief = _fractal_noise(rng, size, size, 5, octaves=2) - 0.5
     streak = np.sin((hints["xx"] * rng.choice([-1, 1]) + hints["yy"]) * 1.1 + 5 * relief)
     shadow = np.clip(0.5 + 0.5 * streak, 0, 1) ** 2
-    return _mix(_rgb(240, 244, 252), _rgb(185, 200, 228), shadow) + 10 * relief[..., None]
+    return _mix(_rgb(232, 238, 248), _rgb(160, 180, 220), shadow) + 14 * relief[..., None]
 
 
-def _texture_water(rng, size, hints):
+def _texture_water(rng, size, hints, look):
     yy, horizon = hints["yy"], hints["horizon"]
     depth = np.clip((yy - horizon) / max(size - horizon, 1.0), 0, 1)
     base = _mix(_rgb(70, 120, 150), _rgb(25, 70, 110), depth) + rng.uniform(-8, 8, 3)
+    # Water mirrors the sky near the horizon more than at the viewer's feet.
+    base = _mix(base * _rgb(*look.light), _rgb(*look.sky[2]), look.reflection * (1 - 0.6 * depth))
     # Horizontal ripples whose period grows towards the viewer, bent a little by smooth noise.
     period = 2.0 + 3.0 * depth
     bend = _value_noise(rng, size, size, 4, 12)
     ripple = np.sin(2 * np.pi * yy / period + 3.0 * bend)
-    glint = np.clip(ripple - 0.7, 0, None) * 90
-    return _shade(base, 1.0 + 0.22 * ripple) + glint[..., None]
+    glint = np.clip(ripple - 0.7, 0, None) / 0.3
+    return _shade(base, 1.0 + 0.22 * ripple) + 0.11 * glint[..., None] * _rgb(*look.glint)
 
 
 def _texture_sand(rng, size, hints):
     base = _rgb(208, 184, 135) + rng.uniform(-10, 10, 3)
     speck = rng.normal(0, 1, (size, size))
     dunes = np.sin((hints["yy"] * 0.8 + hints["xx"] * 0.25) + 3 * _value_noise(rng, size, size, 10))
-    return _shade(base, 1.0 + 0.07 * dunes) + (14 * speck)[..., None]
+    return _shade(base, 1.0 + 0.07 * dunes) + (17 * speck)[..., None]
 
 
-def _texture_grass(rng, size, hints):
-    base = _rgb(82, 148, 52) + rng.uniform(-10, 10, 3)
+def _texture_grass(rng, size, hints, look):
+    base = _rgb(82, 148, 52) + _rgb(*look.foliage) + rng.uniform(-10, 10, 3)
     # Blades: noise on tall, one-pixel-wide cells gives vertical streaks; patches vary the hue slowly.
     blades = _value_noise(rng, size, size, 5, 1) - 0.5
     patches = _fractal_noise(rng, size, size, 10, octaves=2) - 0.5
     yellow = _rgb(40, 25, -10) * patches[..., None] * 2
-    return _shade(base, 1.0 + 0.5 * blades + 0.2 * patches) + yellow
+    return _shade(base, 1.0 + 0.62 * blades + 0.2 * patches) + yellow
 
 
-def _texture_tree(rng, size, hints, canvas, sun):
+def _texture_tree(rng, size, hints, canvas, look, sun_side):
     xx = hints["xx"]
     leaves = _fractal_noise(rng, size, size, 2.5, octaves=2) - 0.5
     clumps = _value_noise(rng, size, size, 4) - 0.5
@@ -402,9 +561,10 @@ def _texture_tree(rng, size, hints, canvas, sun):
         mask = canvas.instance == inst
         cols = xx[mask]
         centre, half = cols.mean(), max((cols.max() - cols.min()) / 2, 1.0)
-        # The sunny side of each crown is lighter.
-        light[mask] = (1.0 + 0.25 * sun * np.clip((xx - centre) / half, -1, 1))[mask]
-    crown = _shade(_rgb(36, 88, 40) + rng.uniform(-6, 6, 3), light * (1.0 + 0.7 * leaves + 0.3 * clumps))
+        # The sunny side of each crown is lighter, the more so the lower the sun.
+        light[mask] = (1.0 + 0.25 * look.sun * sun_side * np.clip((xx - centre) / half, -1, 1))[mask]
+    green = _rgb(36, 88, 40) + _rgb(*look.foliage) / 2 + rng.uniform(-6, 6, 3)
+    crown = _shade(green, light * (1.0 + 0.8 * leaves + 0.35 * clumps))
     bark = _shade(_rgb(92, 62, 38), 1.0 + 0.3 * (_value_noise(rng, size, size, 3, 1) - 0.5))
     return np.where(hints["trunk"][..., None], bark, crown)
 
@@ -414,16 +574,24 @@ def _texture_rock(rng, size, hints):
     grain = rng.normal(0, 1, (size, size))
     facets = _value_noise(rng, size, size, 3) - 0.5
     cracks = np.abs(_value_noise(rng, size, size, 5) - 0.5) < 0.05
-    out = _shade(base, 1.0 + 0.8 * facets) + (12 * grain)[..., None]
+    out = _shade(base, 1.0 + 0.9 * facets) + (16 * grain)[..., None]
     return np.where(cracks[..., None], out * 0.55, out)
 
 
-def render_example(rng, size):
+def _light(image, look):
+    """Sunlight of the look on colours (..., 3) drawn in neutral light: its colour, then its saturation."""
+    lit = image * _rgb(*look.light)
+    grey = lit.mean(-1, keepdims=True)
+    return grey + look.saturation * (lit - grey)
+
+
+def render_example(rng, size, look="midday"):
     """Draws one landscape.
 
     Args:
-        rng: a `np.random.Generator`; the example is a pure function of its state.
+        rng: a `np.random.Generator`; the example is a pure function of its state and the look.
         size: height and width in pixels (16 or more; textures are in pixel units, layouts in image units).
+        look: the global look, one of `LOOKS`; it changes colours and light, never the label map.
 
     Returns:
         label: (size, size) uint8 class ids, see `CLASS_NAMES`.
@@ -434,33 +602,47 @@ def render_example(rng, size):
     size = int(size)
     if size < 16:
         raise ValueError(f"demo images need size >= 16 pixels to draw clouds and trees, got size={size}")
+    if look not in LOOK_STYLES:
+        raise ValueError(f"look must be one of {LOOKS}, got {look!r}")
+    style = LOOK_STYLES[look]
     canvas, hints = _layout(rng, size)
-    sun = rng.choice([-1.0, 1.0])
+    sun_side = rng.choice([-1.0, 1.0])
     image = np.zeros((size, size, 3))
     for cls in np.unique(canvas.label):
-        if cls == CLOUD:
-            texture = _texture_cloud(rng, size, hints, canvas)
+        if cls == SKY:
+            texture = _texture_sky(rng, size, hints, style, sun_side)
+        elif cls == CLOUD:
+            texture = _texture_cloud(rng, size, hints, canvas, style)
+        elif cls == WATER:
+            texture = _texture_water(rng, size, hints, style)
+        elif cls == GRASS:
+            texture = _texture_grass(rng, size, hints, style)
         elif cls == TREE:
-            texture = _texture_tree(rng, size, hints, canvas, sun)
+            texture = _texture_tree(rng, size, hints, canvas, style, sun_side)
         else:
             texture = _TEXTURES[cls](rng, size, hints)
         mask = canvas.label == cls
         image[mask] = texture[mask]
+    # The sky and clouds are drawn in the look's colours and the water mirrors them; the rest is lit by the sun.
+    lit = ~np.isin(canvas.label, (SKY, CLOUD, WATER))
+    image[lit] = _light(image[lit], style)
+    # Aerial perspective: the far range fades into the horizon's colour more than the near one. Rock is left
+    # out, so rock patches keep their contrast against the slopes they lie on.
+    mountains = np.isin(canvas.label, (MOUNTAIN, SNOW)) & (hints["layer"] > 0)
+    haze = np.where(hints["layer"][mountains] == 1, style.haze, 0.5 * style.haze)
+    image[mountains] = _mix(image[mountains], _rgb(*style.sky[2]), haze)
     # Whole-image light from the sun's side and a small colour/brightness jitter, so colours vary between
     # images and a model has to learn ranges rather than exact values.
-    ramp = 1.0 + 0.06 * sun * (hints["xx"] / (size - 1) - 0.5)
+    ramp = 1.0 + 0.06 * style.sun * sun_side * (hints["xx"] / (size - 1) - 0.5)
     gain = rng.uniform(0.9, 1.1) * rng.uniform(0.96, 1.04, 3)
     image = image * ramp[..., None] * gain
     return canvas.label, canvas.instance, np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
 _TEXTURES = {
-    SKY: _texture_sky,
     MOUNTAIN: _texture_mountain,
     SNOW: _texture_snow,
-    WATER: _texture_water,
     SAND: _texture_sand,
-    GRASS: _texture_grass,
     ROCK: _texture_rock,
 }
 
@@ -475,6 +657,7 @@ Procedural landscapes made by `spade_tf.data.demo.generate_demo_dataset(seed={se
 This is the "custom" layout; copy it for your own data.
 
     palette.json              class ids, names and display colours
+    looks.json                each image's look ({looks}): {{"train": {{"0000.png": "midday", ...}}, "val": ...}}
     train/labels/NNNN.png     mode L, one class id per pixel ({num_classes} classes)
     train/images/NNNN.png     RGB
     train/instances/NNNN.png  16-bit (mode I;16): class * 1000 + k for the k-th object of a thing class
@@ -504,17 +687,21 @@ def _check_int(name, value, minimum):
 
 
 def _write_split(root, split, seed, count, size):
+    """Writes one split's files; returns {image file name: look name}."""
     folders = {kind: os.path.join(root, split, kind) for kind in ("labels", "images", "instances")}
     for folder in folders.values():
         os.makedirs(folder)
+    looks = {}
     for i in range(count):
         # One generator per example: an example depends only on (seed, split, index), not on the split sizes.
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
-        label, instance, image = render_example(rng, size)
         name = f"{i:04d}.png"
+        looks[name] = look_of_index(i)
+        label, instance, image = render_example(rng, size, looks[name])
         Image.fromarray(label, mode="L").save(os.path.join(folders["labels"], name))
         Image.fromarray(image, mode="RGB").save(os.path.join(folders["images"], name))
         Image.fromarray(instance.astype(np.uint16)).save(os.path.join(folders["instances"], name))
+    return looks
 
 
 def generate_demo_dataset(root=None, seed=0, num_train=400, num_val=64, size=64, overwrite=False):
@@ -558,8 +745,12 @@ def generate_demo_dataset(root=None, seed=0, num_train=400, num_val=64, size=64,
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        for split, count in (("train", num_train), ("val", num_val)):
-            _write_split(tmp, split, seed, count, size)
+        looks = {
+            split: _write_split(tmp, split, seed, count, size)
+            for split, count in zip(SPLITS, (num_train, num_val))
+        }
+        with open(os.path.join(tmp, LOOKS_FILE), "w") as f:
+            json.dump(looks, f, indent=1)
         palette = {
             "classes": [
                 {"id": i, "name": name, "color": [int(c) for c in PALETTE_COLORS[i]]}
@@ -573,6 +764,7 @@ def generate_demo_dataset(root=None, seed=0, num_train=400, num_val=64, size=64,
                 _README.format(
                     num_classes=len(CLASS_NAMES),
                     things=", ".join(CLASS_NAMES[c] for c in THING_CLASSES),
+                    looks=", ".join(LOOKS),
                     **params,
                 )
             )

@@ -22,6 +22,15 @@ import dataclasses
 import os
 
 LAYOUTS = ("ade20k", "cityscapes", "coco_stuff", "custom")
+# Other spellings of a dataset name, accepted wherever a dataset is named (config files, --dataset flags, the
+# converter's presets) and mapped to the one name: the official code's dataset_mode calls COCO-Stuff "coco".
+DATASET_ALIASES = {"coco": "coco_stuff"}
+
+
+def canonical_dataset(name):
+    """The one name of a dataset (`coco` -> `coco_stuff`); any other value is returned as it is."""
+    return DATASET_ALIASES.get(name, name) if isinstance(name, str) else name
+
 
 # Photos may be any format PIL and tf.io decode; label and instance maps must be lossless PNG.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -295,6 +304,7 @@ def find_examples(
         ValueError: unknown layout, missing root/folder arguments, or instance maps asked of ade20k.
         FileNotFoundError: a folder the layout expects does not exist.
     """
+    layout = canonical_dataset(layout)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown dataset layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if not isinstance(split, str) or not split:

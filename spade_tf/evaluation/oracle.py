@@ -25,7 +25,8 @@ import tensorflow as tf
 from PIL import Image
 
 # Bump when the oracle's architecture or training recipe changes, so cached oracles are retrained.
-ORACLE_VERSION = 1
+# Version 2: learning rate 1e-2 (was 3e-3), for the demo's four looks.
+ORACLE_VERSION = 2
 ORACLE_FILE = "oracle.keras"
 _ORACLE_INFO = "oracle.json"
 # Dilations of the 3x3 convs: receptive field 1 + 2 * sum = 21 px, enough to see a texture's period
@@ -34,6 +35,10 @@ DILATIONS = (1, 2, 4, 2, 1)
 DEFAULT_STEPS = 600
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_WIDTH = 16
+# Peak of the cosine schedule. With the demo's four looks, 3e-3 left the oracle short of converged after 600
+# steps (val mIoU 0.836); 1e-2 gave 0.877 and 0.868 with seeds 0 and 1 (6e-3: 0.867, 0.865; 1.5e-2: 0.875,
+# 0.853), at no extra time. Width 24 or 900 steps reached 0.88 and 0.87 but cost 2.2x and 1.5x the time.
+DEFAULT_LEARNING_RATE = 1e-2
 
 
 def build_oracle(num_classes, width=DEFAULT_WIDTH, dilations=DILATIONS, seed=0):
@@ -130,7 +135,7 @@ def train_oracle(
         )
     rng = np.random.default_rng(seed)
     model = build_oracle(num_classes, width=width, seed=seed)
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(DEFAULT_LEARNING_RATE, decay_steps=steps, alpha=0.05)
     optimizer = keras.optimizers.Adam(schedule)
     images_t = tf.constant(images)
     labels_t = tf.constant(labels.astype(np.int32))

@@ -2,8 +2,14 @@
 
 The converter writes it and the rest of the project (training from a
 converted checkpoint, synthesis, export) loads it with `load_bundle`.
+
+Every bundle records the license of its weights (`options["license"]`, see `weights_license`): weights
+trained here are under the project's license (Apache-2.0); weights converted from an official NVlabs/SPADE
+checkpoint, and weights fine-tuned from them (a derivative work), under NVIDIA's CC BY-NC-SA 4.0. Exports,
+model cards and the painter's header carry it on.
 """
 
+import json
 import os
 import zipfile
 import zlib
@@ -15,6 +21,23 @@ from spade_tf.models.discriminator import MultiscaleDiscriminator  # noqa: F401
 from spade_tf.models.encoder import ConvEncoder  # noqa: F401
 from spade_tf.models.generator import SPADEGenerator  # noqa: F401
 from spade_tf.utils import PACKAGE
+
+# The license of weights trained with spade_tf: the project's own (LICENSE).
+PROJECT_LICENSE = {
+    "spdx": "Apache-2.0",
+    "name": "Apache License 2.0",
+    "url": "https://www.apache.org/licenses/LICENSE-2.0",
+}
+# NVIDIA's license of the official SPADE code and pretrained models (github.com/NVlabs/SPADE, LICENSE.md).
+OFFICIAL_LICENSE = {
+    "spdx": "CC-BY-NC-SA-4.0",
+    "name": "CC BY-NC-SA 4.0",
+    "url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "attribution": "Copyright (C) 2019 NVIDIA Corporation; SPADE pretrained models, github.com/NVlabs/SPADE",
+    "terms": "non-commercial use only; credit NVIDIA; share derivatives under the same license",
+}
+# When a fine-tuning source cannot be read, nothing can be asserted about the weights' license.
+UNKNOWN_LICENSE = {"spdx": "NOASSERTION", "name": "unknown", "url": ""}
 
 
 class BundleError(ValueError):
@@ -67,10 +90,56 @@ class SPADEBundle(keras.Model):
         return cls(**config)
 
 
+def weights_license(options):
+    """The license of a bundle's weights, from its options: a dict with spdx, name, url and why.
+
+    Recorded at `save_bundle`; for a bundle written before licenses were recorded it is worked out the same
+    way: official options (`label_nc`, the converter's) mean a converted official checkpoint (CC BY-NC-SA 4.0);
+    a training config whose `train.init_from` names a bundle inherits that bundle's license (fine-tuning
+    makes a derivative of the weights); any other training config gives the project's Apache-2.0.
+    """
+    options = dict(options or {})
+    if options.get("license"):
+        return dict(options["license"])
+    if "label_nc" in options:
+        return dict(OFFICIAL_LICENSE, reason="converted from an official NVlabs/SPADE checkpoint")
+    init_from = ((options.get("config") or {}).get("train") or {}).get("init_from")
+    if init_from:
+        try:
+            parent = weights_license(read_bundle_options(init_from))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            return dict(
+                UNKNOWN_LICENSE,
+                reason=f"fine-tuned from {init_from}, whose license could not be read ({e}): that license applies",
+            )
+        if parent["spdx"] == PROJECT_LICENSE["spdx"]:
+            return dict(PROJECT_LICENSE, reason=f"trained with spade_tf (fine-tuned from {init_from})")
+        return dict(
+            parent,
+            reason=f"fine-tuned from {init_from} ({parent['name']}): a derivative of those weights keeps "
+            "their license",
+        )
+    return dict(PROJECT_LICENSE, reason="trained with spade_tf")
+
+
+def read_bundle_options(path):
+    """A bundle's options (metadata) read from its config.json member, without loading any weights."""
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    if config.get("class_name") != "SPADEBundle":
+        raise ValueError(f"{path} holds a {config.get('class_name')}, not a spade_tf SPADEBundle.")
+    return config["config"].get("options") or {}
+
+
 def save_bundle(path, generator, discriminator=None, encoder=None, options=None):
-    """Writes the models to `path` (a `.keras` file), atomically."""
+    """Writes the models to `path` (a `.keras` file), atomically.
+
+    `options["license"]` is filled in by `weights_license` when the caller leaves it out.
+    """
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: the bundle file name must end in .keras.")
+    options = dict(options or {})
+    options["license"] = weights_license(options)
     bundle = SPADEBundle(generator, discriminator, encoder, options)
     bundle.build()
     tmp = path[: -len(".keras")] + ".tmp.keras"

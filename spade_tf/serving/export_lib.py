@@ -4,9 +4,13 @@ Layout written under one export folder (TF Serving's model base path):
 
     <export_dir>/
       1/                    SavedModel, one folder per version (TF Serving picks the highest)
-      metadata.json         ModelInfo, the source bundle and its sha256, signatures, files written
+      metadata.json         ModelInfo, the source bundle and its sha256, the weights' license, signatures, files
       tflite/spade_<variant>.tflite
       onnx/spade.onnx
+      models.config         TF Serving's --model_config_file (export.py, `spade_tf.serving.serving_config`)
+      MODEL_CARD.md         what the model is, its figures, signatures, limits, license (`spade_tf.serving.model_card`)
+      examples/             a few label maps of the model's dataset (+ instance maps) and, for VAE models, style
+                            exemplars (real photos): the painter opens on them (`export_examples`)
 
 SavedModel signatures (method `tensorflow/serving/predict`; see `signature_specs` for the exact specs):
 
@@ -44,8 +48,11 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
+from spade_tf.data import demo
 from spade_tf.data import labels as label_maps
+from spade_tf.serving import synthesis
 from spade_tf.utils import file_sha256
 
 METADATA_FILE = "metadata.json"
@@ -571,8 +578,8 @@ def _versions(export_dir):
     )
 
 
-def write_metadata(synthesizer, export_dir, tflite=None, onnx=None, limits=None):
-    """Writes `<export_dir>/metadata.json`, keeping the TFLite/ONNX entries of an earlier call.
+def write_metadata(synthesizer, export_dir, tflite=None, onnx=None, limits=None, examples=None):
+    """Writes `<export_dir>/metadata.json`, keeping the TFLite/ONNX/examples entries of an earlier call.
 
     Args:
         synthesizer: the exported `Synthesizer`.
@@ -580,6 +587,7 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None, limits=None)
         tflite: {variant: path} written by `export_tflite`, or None to keep the recorded ones.
         onnx: the ONNX file path, or None to keep the recorded one.
         limits: the SavedModel's `Limits`, or None to keep the recorded ones.
+        examples: the entry written by `export_examples`, or None to keep the recorded one.
 
     Returns:
         The metadata file path.
@@ -616,11 +624,16 @@ def write_metadata(synthesizer, export_dir, tflite=None, onnx=None, limits=None)
             "sha256": file_sha256(source) if source and os.path.isfile(source) else None,
         },
         "options": synthesizer.options,
+        # The weights' license: Apache-2.0 when trained here, CC BY-NC-SA 4.0 when converted from (or
+        # fine-tuned on) an official NVIDIA checkpoint. MODEL_CARD.md and the painter's header show it.
+        "license": synthesizer.license,
         "signatures": signatures,
         # What the SavedModel's signatures refuse (INVALID_ARGUMENT); serve.py's limits default to these.
         "limits": (limits or Limits.from_json(old.get("limits"))).to_json(),
         "tflite_signatures": tflite_signature_json(info),
         "files": files,
+        # Example label maps and style exemplars for the painter (`export_examples`); null: none exported.
+        "examples": examples if examples is not None else old.get("examples"),
         "labels": {
             "ids": f"0..{info.num_classes - 1}"
             + (
@@ -795,3 +808,185 @@ def export_onnx(synthesizer, out_dir, opset=ONNX_OPSET):
     os.replace(path + ".tmp", path)
     write_metadata(synthesizer, out_dir, onnx=path)
     return path
+
+
+# -- examples for the painter ---------------------------------------------------------------------------------
+
+# Beside metadata.json, not in a version folder: TF Serving takes only the all-digit children of the base path
+# as versions and skips the others without an error (as it skips tflite/ and onnx/), and the painter finds the
+# files relative to metadata.json, whichever version is served.
+EXAMPLES_DIR = "examples"
+EXAMPLES_SPLIT = "val"
+DEFAULT_NUM_EXAMPLES = 4
+MAX_EXAMPLES = 64
+
+
+def dataset_looks(config, split):
+    """Each example's look (a global style, e.g. "golden_hour") in a split, where the dataset records one.
+
+    The one place the export learns looks: the demo dataset records them (`spade_tf.data.demo.read_looks`);
+    other datasets have none (an empty dict), and their exemplars are the first photos of the split.
+
+    Returns:
+        {example name (the file stem): look name}.
+    """
+    d = config.data
+    if d.dataset != "demo":
+        return {}
+    # The folder reading the split uses: generated once, found at once afterwards.
+    root = demo.generate_demo_dataset(num_train=d.demo_num_train, num_val=d.demo_num_val, size=d.demo_size)
+    return {os.path.splitext(name)[0]: look for name, look in demo.read_looks(root, split).items()}
+
+
+def _exemplar_names(names, looks, count):
+    """The examples whose photos become style exemplars: the first of each look, else the first `count`."""
+    if not looks:
+        return list(names[:count])
+    first = {}
+    for name in names:
+        if looks.get(name) is not None:
+            first.setdefault(looks[name], name)
+    return list(first.values())
+
+
+def _id_png_image(ids, info):
+    """A label map of model ids as the PNG training reads: 8-bit grey (don't care = 255), 16-bit past 256 ids."""
+    ids = np.asarray(ids, np.int64)
+    if len(info.class_names) > 256:
+        return Image.fromarray(ids.astype(np.uint16))
+    if info.contain_dontcare_label:
+        ids = np.where(ids == info.num_classes, label_maps.DONTCARE_VALUE, ids)
+    return Image.fromarray(ids.astype(np.uint8), mode="L")
+
+
+def _save(image, folder, relative):
+    path = os.path.join(folder, *relative.split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image.save(path)
+
+
+def _read_examples(synthesizer, num_examples, dataset, dataset_root):
+    """(label maps, exemplars as [(LabelMap, look or None)], source description) from the model's dataset."""
+    config = synthesis.data_config(synthesizer, dataset, dataset_root)
+    looks = dataset_looks(config, EXAMPLES_SPLIT)
+    wants_styles = "style_png" in _signature_names(synthesizer)
+    limit = num_examples
+    if wants_styles and looks:
+        # Enough examples (in name order, as load_split reads them) to hold the first of every look.
+        names = sorted(looks)
+        limit = max(limit, 1 + max(names.index(n) for n in _exemplar_names(names, looks, 0)))
+    items = synthesis.load_split(
+        synthesizer, EXAMPLES_SPLIT, dataset, dataset_root, limit=limit, out=lambda *_: None
+    )
+    if not items:
+        raise ValueError(f"the {EXAMPLES_SPLIT} split holds no examples")
+    exemplars = []
+    if wants_styles:
+        by_name = {item.name: item for item in items}
+        chosen = _exemplar_names([item.name for item in items], looks, num_examples)
+        exemplars = [(by_name[name], looks.get(name)) for name in chosen]
+    source = f"{config.data.dataset} dataset, {EXAMPLES_SPLIT} split"
+    return items[:num_examples], exemplars, source
+
+
+def check_num_examples(num_examples):
+    if (
+        isinstance(num_examples, bool)
+        or not isinstance(num_examples, (int, np.integer))
+        or not 0 <= num_examples <= MAX_EXAMPLES
+    ):
+        raise ValueError(f"num_examples={num_examples!r}: use an integer from 0 (none) to {MAX_EXAMPLES}.")
+    return int(num_examples)
+
+
+def export_examples(
+    synthesizer, export_dir, num_examples=DEFAULT_NUM_EXAMPLES, dataset=None, dataset_root=None
+):
+    """Writes a few label maps of the model's dataset and style exemplars to `<export_dir>/examples/`.
+
+    The painter opens on the first label map and shows the exemplars as style thumbnails. From the validation
+    split, read as synthesis reads it (the model's size and preprocessing): `num_examples` label maps as id
+    PNGs (`labels/NN.png`, the format train.py reads) with their instance maps (`instances/NN.png`, 16-bit)
+    when the model takes them; for VAE models with a style encoder, real photos as exemplars
+    (`styles/NN.png`): one per look where the dataset records looks (`dataset_looks`), else the first
+    `num_examples` photos. Written to a temporary folder and renamed, then listed in metadata.json.
+
+    Data that cannot be read (not on this machine, a converted model whose dataset is not given) is not an
+    error: the export has no examples, the entry says why, and the painter opens on an empty canvas.
+
+    Args:
+        synthesizer: the exported `Synthesizer`.
+        export_dir: the export folder (holding metadata.json).
+        num_examples: label maps to write, 0..MAX_EXAMPLES; 0 writes none.
+        dataset, dataset_root: the dataset of a converted official model, or another root for a trained
+            model's data (see `spade_tf.serving.synthesis.data_config`).
+
+    Returns:
+        The metadata.json entry: {"source", "label_maps": [{"name", "file"[, "instances"]}],
+        "style_exemplars": [{"name", "file", "look"}]} with files relative to `export_dir` and look None
+        where unknown; with "missing": the reason when nothing was written.
+    """
+    num_examples = check_num_examples(num_examples)
+    info = synthesizer.info
+    entry = {"source": None, "label_maps": [], "style_exemplars": []}
+    folder = os.path.join(export_dir, EXAMPLES_DIR)
+    items, exemplars = [], []
+    if num_examples == 0:
+        entry["missing"] = "none asked for (num_examples=0)"
+    else:
+        try:
+            items, exemplars, entry["source"] = _read_examples(
+                synthesizer, num_examples, dataset, dataset_root
+            )
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            # A dataset check lists its errors as "- ..." lines under a header: the first error says most.
+            reason = next((line[2:] for line in lines if line.startswith("- ")), lines[0])
+            entry["missing"] = f"the model's dataset could not be read: {reason}"
+    os.makedirs(export_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-examples-", dir=export_dir)
+    try:
+        for i, item in enumerate(items):
+            record = {"name": item.name, "file": f"{EXAMPLES_DIR}/labels/{i:02d}.png"}
+            _save(_id_png_image(item.label, info), tmp, record["file"][len(EXAMPLES_DIR) + 1 :])
+            instance = item.instance
+            if (
+                info.use_instance_map
+                and instance is not None
+                and 0 <= np.min(instance) <= np.max(instance) < 1 << 16
+            ):
+                record["instances"] = f"{EXAMPLES_DIR}/instances/{i:02d}.png"
+                _save(
+                    Image.fromarray(np.asarray(instance).astype(np.uint16)),
+                    tmp,
+                    record["instances"][len(EXAMPLES_DIR) + 1 :],
+                )
+            entry["label_maps"].append(record)
+        for i, (item, look) in enumerate(exemplars):
+            record = {"name": item.name, "file": f"{EXAMPLES_DIR}/styles/{i:02d}.png", "look": look}
+            _save(Image.fromarray(item.real), tmp, record["file"][len(EXAMPLES_DIR) + 1 :])
+            entry["style_exemplars"].append(record)
+        # Old examples go even when there are no new ones: they may be of another model.
+        old = tempfile.mkdtemp(prefix=".old-examples-", dir=export_dir)
+        if os.path.exists(folder):
+            os.replace(folder, os.path.join(old, "examples"))
+        if items:
+            os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_metadata(synthesizer, export_dir, examples=entry)
+    return entry
+
+
+def examples_summary(entry):
+    """One line for the export's printed summary: what `export_examples` wrote, or why it wrote nothing."""
+    if not entry or not entry.get("label_maps"):
+        reason = (entry or {}).get("missing", "not exported")
+        return f"Painter examples: none ({reason}); the painter opens on an empty canvas."
+    styles = entry.get("style_exemplars") or []
+    looks = [s["look"] for s in styles if s.get("look")]
+    text = f"Painter examples: {len(entry['label_maps'])} label maps"
+    if styles:
+        text += f" and {len(styles)} style exemplars" + (f" ({', '.join(looks)})" if looks else "")
+    return f"{text} from the {entry['source']}, in {EXAMPLES_DIR}/."

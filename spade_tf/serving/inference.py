@@ -29,7 +29,7 @@ import tensorflow as tf
 from spade_tf.data import labels as label_maps
 from spade_tf.data.palette import default_colormap
 from spade_tf.data.semantics import make_semantics
-from spade_tf.models.bundle import load_bundle
+from spade_tf.models.bundle import load_bundle, weights_license
 
 MODEL_FILE = "model.keras"
 
@@ -171,6 +171,11 @@ class Synthesizer:
     @property
     def options(self):
         return self.bundle.options
+
+    @property
+    def license(self):
+        """The weights' license (spade_tf.models.bundle.weights_license): spdx, name, url, reason."""
+        return weights_license(self.bundle.options)
 
     # -- graph-friendly pieces (used inside export signatures too) --------------------------------------
 

@@ -14,6 +14,7 @@ Endpoints (the `/v1` ones speak TF Serving's REST API, https://www.tensorflow.or
     GET  /v1/models/<name>[/versions/<v>]        model status
     GET  /v1/models/<name>[/versions/<v>]/metadata         signature defs, as TF Serving returns them
     GET  /v1/models/<name>[/versions/<v>]/spade_metadata   the export's metadata.json (classes, palette, ...)
+    GET  /v1/models/<name>[/versions/<v>]/examples/<file>  the export's example label maps and style exemplars
     POST /v1/models/<name>[/versions/<v>]:predict          {"signature_name", "instances" | "inputs"}
 
 Every error is JSON `{"error": "<message>"}`, one line of text (input bytes appear as hex, never raw): 400 bad
@@ -255,6 +256,9 @@ class ModelServable:
             self.output_specs[sig_name] = dict(sorted(fn.structured_outputs.items()))
         self.signature_defs = _signature_defs_json(self.version_dir, set(self.signatures))
         self.spade_metadata = self._read_spade_metadata()
+        # Example label maps and style exemplars (export_lib.export_examples), listed in metadata.json with
+        # paths relative to it: under /v1/models/<name>/ they resolve against the spade_metadata URL.
+        self.examples_dir = os.path.join(self.export_dir, export_lib.EXAMPLES_DIR)
         self.export_limits = export_lib.Limits.from_json((self.spade_metadata or {}).get("limits"))
         given = {"max_maps": max_maps, "max_pixels": max_pixels, "max_style_pixels": max_style_pixels}
         self.limits = dataclasses.replace(
@@ -685,6 +689,7 @@ def tf_error_message(error):
 
 # -- HTTP -----------------------------------------------------------------------------------------------------
 
+_EXAMPLE_PATH = re.compile(r"^(?P<model>/v1/models/[^:]+?)/examples/(?P<file>[^:]+)$")
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/[^/:]*|:[^/]*)?$"
 )
@@ -840,6 +845,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(204, b"", "image/x-icon")
         if path.startswith("/static/"):
             return self._send_static(path[len("/static/") :])
+        example = _EXAMPLE_PATH.match(path)
+        if example and (self._model_route(example["model"]) or (None, None))[1] == "":
+            return self._send_static(example["file"], self.server.servable.examples_dir)
         route = self._model_route(path)
         if route is None:
             raise RequestError(
@@ -921,22 +929,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- files -----------------------------------------------------------------------------------------
 
-    def _static_file(self, relative):
-        """The real path of a file inside the static folder, or a 404 (never a file outside it)."""
-        not_found = RequestError(404, f"no such static file: {relative[:200]!r}.")
+    def _static_file(self, relative, folder=None):
+        """The real path of a file inside the static folder (or `folder`), or a 404 (never a file outside it)."""
+        kind = "example" if folder else "static"
+        not_found = RequestError(404, f"no such {kind} file: {relative[:200]!r}.")
         name = urllib.parse.unquote(relative)
         parts = name.replace("\\", "/").split("/")
         if not name or "\x00" in name or name.startswith(("/", "\\")) or ".." in parts or ":" in name:
             raise not_found
-        root = self.server.static_dir
+        root = os.path.realpath(folder) if folder else self.server.static_dir
         path = os.path.realpath(os.path.join(root, *parts))
         # realpath resolves symlinks, so a link inside the folder that points out of it is refused too.
         if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
             raise not_found
         return path
 
-    def _send_static(self, relative):
-        path = self._static_file(relative)
+    def _send_static(self, relative, folder=None):
+        path = self._static_file(relative, folder)
         with open(path, "rb") as f:
             body = f.read()
         content_type = CONTENT_TYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")

@@ -34,11 +34,12 @@ from spade_tf.data.transforms import resize_bicubic, resize_nearest
 from spade_tf.serving import gallery
 from spade_tf.serving.inference import Synthesizer, load_synthesizer
 
-# The official dataset_mode names (as convert.py --dataset) -> (our layout, the official test preprocessing).
+# The datasets of the official checkpoints (as convert.py --dataset; "coco" is taken for coco_stuff) -> (our
+# layout, the official test preprocessing).
 OFFICIAL_DATASETS = {
     "ade20k": ("ade20k", "resize_and_crop"),
     "cityscapes": ("cityscapes", "fixed"),
-    "coco": ("coco_stuff", "resize_and_crop"),
+    "coco_stuff": ("coco_stuff", "resize_and_crop"),
 }
 SPLITS = ("train", "val")
 # Problems listed in one error; the rest are counted, so a folder of broken files stays readable.
@@ -325,6 +326,8 @@ def data_config(model, dataset=None, dataset_root=None):
                 )
             config.data.root = dataset_root
     else:
+        # The converter records the checkpoint's dataset when it knows it.
+        dataset = layouts.canonical_dataset(dataset or options.get("dataset"))
         if dataset not in OFFICIAL_DATASETS or not dataset_root:
             raise ValueError(
                 "this model was converted from an official checkpoint, so its dataset is unknown: pass the "

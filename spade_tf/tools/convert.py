@@ -26,8 +26,9 @@ import re
 
 import numpy as np
 
+from spade_tf.data.layouts import canonical_dataset
 from spade_tf.data.semantics import semantic_channels
-from spade_tf.models.bundle import load_bundle, save_bundle
+from spade_tf.models.bundle import OFFICIAL_LICENSE, load_bundle, save_bundle
 from spade_tf.models.conv import Conv2D
 from spade_tf.models.discriminator import MultiscaleDiscriminator
 from spade_tf.models.encoder import ConvEncoder
@@ -58,7 +59,8 @@ OFFICIAL_DEFAULTS = {
     "norm_E": "spectralinstance",
 }
 
-# What each official dataset_mode sets (reference section 12); used by --dataset.
+# What each official dataset_mode sets (reference section 12); used by --dataset. Keyed by our dataset names
+# (the official dataset_mode "coco" is COCO-Stuff: `dataset_preset` takes either).
 DATASET_PRESETS = {
     "ade20k": {
         "label_nc": 150,
@@ -76,7 +78,7 @@ DATASET_PRESETS = {
         "aspect_ratio": 2.0,
         "num_upsampling_layers": "more",
     },
-    "coco": {
+    "coco_stuff": {
         "label_nc": 182,
         "contain_dontcare_label": True,
         "no_instance": False,
@@ -87,6 +89,18 @@ DATASET_PRESETS = {
 }
 
 _BOOL_OPTIONS = ("contain_dontcare_label", "no_instance", "use_vae")
+
+
+def dataset_preset(name):
+    """The official options of a dataset (`DATASET_PRESETS`), by our name or the official dataset_mode."""
+    key = canonical_dataset(name)
+    if key not in DATASET_PRESETS:
+        raise ValueError(
+            f"dataset={name!r} is not a preset; choose one of: {', '.join(sorted(DATASET_PRESETS))}."
+        )
+    return dict(DATASET_PRESETS[key])
+
+
 _INT_OPTIONS = ("label_nc", "ngf", "ndf", "crop_size", "z_dim", "num_D", "n_layers_D")
 _NORM_CHOICES = {"syncbatch": "sync_batch", "batch": "batch", "instance": "instance"}
 
@@ -555,6 +569,13 @@ def convert_official(options, paths, output):
     discriminator = discriminator_from_official(states["D"], opts) if "D" in states else None
     encoder = encoder_from_official(states["E"], opts) if "E" in states else None
     meta = dict(opts, source={net: os.path.abspath(p) for net, p in paths.items() if p})
+    # What the official checkpoint was trained on, when the options say (opt.txt's dataset_mode, --dataset).
+    dataset = options.get("dataset") or options.get("dataset_mode")
+    if dataset:
+        meta["dataset"] = canonical_dataset(str(dataset))
+    # NVIDIA's pretrained SPADE models are CC BY-NC-SA 4.0; so is every conversion of them, and what is
+    # fine-tuned from one (spade_tf.models.bundle.weights_license follows train.init_from).
+    meta["license"] = dict(OFFICIAL_LICENSE, reason="converted from an official NVlabs/SPADE checkpoint")
     return save_bundle(output, generator, discriminator, encoder, meta)
 
 

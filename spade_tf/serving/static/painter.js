@@ -11,6 +11,11 @@
 // The PNG is RGB in the palette colours (canvas toBlob); when two ids share a colour (e.g. id 0 and don't care
 // both black in the official colour map) it is a grayscale PNG of the ids instead, so no id is mistaken.
 //
+// The page opens on the first example label map of the export (metadata.json "examples", files of the export's
+// examples/ folder, fetched relative to the metadata URL) and lists the others as scenes to switch to; for VAE
+// models the style exemplars are thumbnails (labelled by look) that synthesize with that photo's style
+// (style_png), plus Random (a random seed, predict_png). An export without examples opens on an empty canvas.
+//
 // Query overrides, to use the page with a real TF Serving:
 //   index.html?predict=/v1/models/spade:predict&metadata=/files/metadata.json
 // metadata= is the export's metadata.json (classes, palette, size, use_vae, signatures). TF Serving sends no
@@ -23,7 +28,10 @@
   const DEBOUNCE_MS = 150;
   const BUSY_RETRY_MS = 1000;
   const UNDO_STEPS = 50;
-  const VIEW_PX = 512; // CSS pixels of the longer side of the zoomed-up label map
+  const VIEW_PX = 512; // CSS pixels of the longer side of the zoomed-up label map, at most ...
+  const MIN_VIEW_PX = 256; // ... and at least: narrower windows put the result under the canvas
+  const SCENE_THUMB_PX = 56; // CSS pixels of the scene and style thumbnails' longer side
+  const STYLE_THUMB_PX = 64;
   const STYLE_MAX_SIDE = 512; // style images are shrunk to this before upload (the encoder resizes anyway)
   const DONTCARE_RAW = 255; // raw "don't care" in label PNGs: spade_tf.data.labels.DONTCARE_VALUE
   const MAX_SEED = 2147483647; // seeds are int32
@@ -55,6 +63,10 @@
     useVae: false,
     hasStyle: false,
     styleB64: null,
+    examples: [], // {name, ids} example label maps (metadata "examples")
+    exemplars: [], // {name, look, url, b64} style exemplars of VAE models
+    example: -1, // the example last loaded
+    exemplar: -1, // the exemplar whose style is used; -1: none (seed or an uploaded style image)
     timer: null,
     sent: 0, // sequence number of the last request sent
     shown: 0, // ... and of the one whose image is shown
@@ -72,6 +84,30 @@
   }
 
   // -- start-up ----------------------------------------------------------------------------------------------
+
+  // The weights' license from the export's metadata.json (spade_tf.models.bundle.weights_license): Apache-2.0
+  // for models trained with spade_tf, CC BY-NC-SA 4.0 for NVIDIA's official checkpoints and their derivatives.
+  function showLicense(license) {
+    const el = $("model-license");
+    if (!license || !license.name) return;
+    el.textContent = "Weights: ";
+    const name = document.createElement("strong");
+    name.textContent = license.name;
+    if (typeof license.url === "string" && /^https:\/\//.test(license.url)) {
+      const link = document.createElement("a");
+      link.href = license.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.appendChild(name);
+      el.appendChild(link);
+    } else {
+      el.appendChild(name);
+    }
+    if (license.terms) el.appendChild(document.createTextNode(` (${license.terms})`));
+    el.title = [license.reason, license.attribution].filter(Boolean).join(". ");
+    el.classList.toggle("restricted", license.spdx !== "Apache-2.0");
+    el.hidden = false;
+  }
 
   async function init() {
     let meta;
@@ -117,15 +153,176 @@
       `${modelName}: ${S.W}\u00d7${S.H} label maps, ${S.numClasses} classes` +
       (S.dontcare >= 0 ? " + don't care" : "") +
       (S.useVae ? ", VAE (seed and style)" : ", no style input");
+    showLicense(meta.license);
     buildCanvas();
     buildPalette();
     buildTools();
     buildStyle();
     bindKeys();
+    const opened = await loadExamples(meta.examples);
     S.ready = true;
     render();
-    setStatus("ready: pick a class and paint");
+    setStatus(
+      opened
+        ? `ready: example scene ${S.example + 1} of ${S.examples.length}; paint over it or pick another`
+        : "ready: pick a class and paint",
+    );
     predictSoon(0);
+  }
+
+  // -- examples and style exemplars --------------------------------------------------------------------------
+
+  // A file of the export, listed in metadata.json relative to it.
+  function exportUrl(file) {
+    return new URL(file, new URL(metadataUrl, window.location.href)).href;
+  }
+
+  async function fetchBytes(url) {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  // Reads the export's examples; opens the first label map and, for VAE models, the first exemplar's style.
+  // Returns whether a scene was opened. A missing file costs its thumbnail, not the page.
+  async function loadExamples(examples) {
+    if (!examples) return false;
+    const problems = [];
+    const maps = Array.isArray(examples.label_maps) ? examples.label_maps : [];
+    const styles = S.hasStyle && Array.isArray(examples.style_exemplars) ? examples.style_exemplars : [];
+    await Promise.all([
+      ...maps.map(async (entry, i) => {
+        try {
+          const url = exportUrl(entry.file);
+          const { ids } = await labelIdsFromPng(await fetchBytes(url), entry.file);
+          S.examples[i] = { name: String(entry.name ?? i + 1), ids };
+        } catch (e) {
+          problems.push(e.message);
+        }
+      }),
+      ...styles.map(async (entry, i) => {
+        try {
+          const url = exportUrl(entry.file);
+          const b64 = bytesToBase64(await fetchBytes(url));
+          S.exemplars[i] = { name: String(entry.name ?? i + 1), look: entry.look || "", url, b64 };
+        } catch (e) {
+          problems.push(e.message);
+        }
+      }),
+    ]);
+    S.examples = S.examples.filter(Boolean);
+    S.exemplars = S.exemplars.filter(Boolean);
+    buildScenes();
+    buildStyleThumbs();
+    // The page works without them; the console says which (the status line is taken by synthesis).
+    for (const problem of problems) console.warn(`painter: an example could not be read: ${problem}`);
+    if (S.exemplars.length) selectExemplar(0, false);
+    if (!S.examples.length) return false;
+    openExample(0, false);
+    return true;
+  }
+
+  function buildScenes() {
+    const box = $("scene-thumbs");
+    box.textContent = "";
+    $("scenes").hidden = !S.examples.length;
+    const side = Math.max(S.H, S.W);
+    S.examples.forEach((example, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "thumb";
+      button.dataset.example = String(i);
+      button.setAttribute("role", "radio");
+      button.title = `example label map ${example.name}`;
+      const c = document.createElement("canvas");
+      c.width = S.W;
+      c.height = S.H;
+      c.style.width = `${Math.round((S.W * SCENE_THUMB_PX) / side)}px`;
+      c.style.height = `${Math.round((S.H * SCENE_THUMB_PX) / side)}px`;
+      const cctx = c.getContext("2d");
+      const data = cctx.createImageData(S.W, S.H);
+      fillRgba(data.data, example.ids);
+      cctx.putImageData(data, 0, 0);
+      const label = document.createElement("span");
+      label.textContent = String(i + 1);
+      button.append(c, label);
+      button.addEventListener("click", () => openExample(i, true));
+      box.append(button);
+    });
+  }
+
+  function buildStyleThumbs() {
+    const box = $("style-thumbs");
+    box.textContent = "";
+    $("styles").hidden = !S.exemplars.length;
+    if (!S.exemplars.length) return;
+    S.exemplars.forEach((exemplar, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "thumb";
+      button.dataset.exemplar = String(i);
+      button.setAttribute("role", "radio");
+      button.title = `synthesize with the style of photo ${exemplar.name}`;
+      const img = document.createElement("img");
+      img.src = exemplar.url;
+      img.alt = exemplar.look || exemplar.name;
+      img.style.width = img.style.height = `${STYLE_THUMB_PX}px`;
+      const label = document.createElement("span");
+      label.textContent = (exemplar.look || exemplar.name).replace(/_/g, " ");
+      button.append(img, label);
+      button.addEventListener("click", () => selectExemplar(i, true));
+      box.append(button);
+    });
+    const random = document.createElement("button");
+    random.type = "button";
+    random.className = "thumb";
+    random.id = "random-style";
+    random.setAttribute("role", "radio");
+    random.title = "a random style: a random seed, no exemplar";
+    const dice = document.createElement("span");
+    dice.className = "dice";
+    dice.style.width = dice.style.height = `${STYLE_THUMB_PX}px`;
+    const label = document.createElement("span");
+    label.textContent = "Random";
+    random.append(dice, label);
+    random.addEventListener("click", () => {
+      $("seed").value = String(Math.floor(Math.random() * MAX_SEED));
+      clearStyle();
+    });
+    box.append(random);
+  }
+
+  function openExample(i, undoable) {
+    if (undoable) pushUndo();
+    S.ids.set(S.examples[i].ids);
+    S.example = i;
+    for (const b of $("scene-thumbs").children) b.setAttribute("aria-checked", String(Number(b.dataset.example) === i));
+    if (undoable) changed();
+  }
+
+  function selectExemplar(i, predict) {
+    S.exemplar = i;
+    S.styleB64 = S.exemplars[i].b64;
+    $("style-thumb").hidden = true;
+    updateStyleThumbs();
+    if (predict) predictSoon(0);
+  }
+
+  // Back to the seed alone: no exemplar, no uploaded style image.
+  function clearStyle() {
+    S.styleB64 = null;
+    S.exemplar = -1;
+    $("style-thumb").hidden = true;
+    updateStyleThumbs();
+    predictSoon(0);
+  }
+
+  function updateStyleThumbs() {
+    for (const b of $("style-thumbs").children) {
+      const random = b.id === "random-style";
+      const chosen = random ? S.exemplar < 0 && !S.styleB64 : Number(b.dataset.exemplar) === S.exemplar;
+      b.setAttribute("aria-checked", String(chosen));
+    }
   }
 
   function colorKey(r, g, b) {
@@ -138,18 +335,34 @@
     canvas.height = S.H;
     ctx = canvas.getContext("2d", { willReadFrequently: true });
     imageData = ctx.createImageData(S.W, S.H);
-    const side = Math.max(S.H, S.W);
-    // Whole-number zoom keeps every label pixel the same size on screen.
-    const zoom = side <= VIEW_PX ? Math.floor(VIEW_PX / side) : VIEW_PX / side;
-    for (const el of [canvas, $("result")]) {
-      el.style.width = `${Math.round(S.W * zoom)}px`;
-      el.style.height = `${Math.round(S.H * zoom)}px`;
-    }
+    fitViews();
+    window.addEventListener("resize", fitViews);
     canvas.addEventListener("pointerdown", onPointerDown);
     canvas.addEventListener("pointermove", onPointerMove);
     canvas.addEventListener("pointerup", onPointerUp);
     canvas.addEventListener("pointercancel", onPointerUp);
     canvas.addEventListener("pointerleave", () => ($("brush-cursor").hidden = true));
+  }
+
+  // Label map and result side by side, as large as the window allows (up to VIEW_PX each).
+  function fitViews() {
+    const side = Math.max(S.H, S.W);
+    const main = document.querySelector("main");
+    const style = getComputedStyle(main);
+    const gap = parseFloat(style.columnGap) || 0;
+    const room =
+      document.documentElement.clientWidth -
+      $("tools").getBoundingClientRect().right -
+      parseFloat(style.paddingRight) -
+      2 * gap -
+      4; // the two images' borders
+    const view = Math.max(MIN_VIEW_PX, Math.min(VIEW_PX, room / 2));
+    // Whole-number zoom keeps every label pixel the same size on screen.
+    const zoom = side <= view ? Math.floor(view / side) : view / side;
+    for (const el of [canvas, $("result")]) {
+      el.style.width = `${Math.round(S.W * zoom)}px`;
+      el.style.height = `${Math.round(S.H * zoom)}px`;
+    }
   }
 
   function buildPalette() {
@@ -240,9 +453,8 @@
 
   function buildStyle() {
     if (!S.useVae) {
-      $("style-note").textContent =
-        "This model is not a VAE model (use_vae=False): it has no seed or style input, " +
-        "so each label map gives one image.";
+      // No seed or style input: nothing to show (the header says "no style input").
+      $("style").hidden = true;
       return;
     }
     $("style-controls").hidden = false;
@@ -257,7 +469,8 @@
       return;
     }
     $("exemplar-controls").hidden = false;
-    $("style-note").textContent = "The seed picks a style; a style image guides it (the encoder's style, seed noise).";
+    $("style-note").textContent =
+      "The seed picks a random style; a style thumbnail or an uploaded image sets it (the encoder's style, seed noise).";
     $("upload-style").addEventListener("change", async (ev) => {
       const file = ev.target.files[0];
       ev.target.value = "";
@@ -268,11 +481,7 @@
         setStatus(`style image: ${e.message}`, true);
       }
     });
-    $("clear-style").addEventListener("click", () => {
-      S.styleB64 = null;
-      $("style-thumb").hidden = true;
-      predictSoon(0);
-    });
+    $("clear-style").addEventListener("click", clearStyle);
   }
 
   function bindKeys() {
@@ -316,8 +525,7 @@
     updateControls();
   }
 
-  function fillRgba(data) {
-    const ids = S.ids;
+  function fillRgba(data, ids = S.ids) {
     const c = S.colors;
     for (let i = 0, j = 0; i < ids.length; i++, j += 4) {
       const k = ids[i] * 3;
@@ -584,7 +792,16 @@
   }
 
   async function loadLabelFile(file) {
-    const png = await decodePng(new Uint8Array(await file.arrayBuffer()), file.name);
+    const { ids, what, resized } = await labelIdsFromPng(new Uint8Array(await file.arrayBuffer()), file.name);
+    pushUndo();
+    S.ids.set(ids);
+    changed();
+    setStatus(`loaded ${file.name}: ${what}${resized}`);
+  }
+
+  // A label PNG's ids at the model's size: {ids, what (the kind of PNG), resized (a note, or "")}.
+  async function labelIdsFromPng(bytes, name) {
+    const png = await decodePng(bytes, name);
     const { width: w, height: h, channels, colorType, samples } = png;
     const holdsIds = colorType === PNG_GREY || colorType === PNG_PALETTE || colorType === PNG_GREY_ALPHA;
     const what = colorType === PNG_PALETTE ? "palette indices" : holdsIds ? "grey ids" : "palette colours";
@@ -613,24 +830,23 @@
     }
     if (unknown) {
       throw new Error(
-        `${file.name}: ${unknown} pixels have colours that are not in the model's palette, e.g. ${example}; ` +
+        `${name}: ${unknown} pixels have colours that are not in the model's palette, e.g. ${example}; ` +
           "paint with the palette colours or upload grayscale ids",
       );
     }
     const bad = [...new Set(src.filter((v) => v < 0 || v >= S.numIds))].slice(0, 8);
     if (bad.length) {
       const allowed = `0..${S.numClasses - 1}` + (S.dontcare >= 0 ? `, ${S.dontcare} or ${DONTCARE_RAW} (dontcare)` : "");
-      throw new Error(`${file.name}: ${what} ${bad.join(", ")} are out of range; this model takes ${allowed}`);
+      throw new Error(`${name}: ${what} ${bad.join(", ")} are out of range; this model takes ${allowed}`);
     }
-    pushUndo();
     // Nearest-neighbour resize to the model's size: ids must not be blended.
+    const ids = new S.ids.constructor(S.H * S.W);
     for (let y = 0; y < S.H; y++) {
       const sy = Math.floor(((y + 0.5) * h) / S.H);
-      for (let x = 0; x < S.W; x++) S.ids[y * S.W + x] = src[sy * w + Math.floor(((x + 0.5) * w) / S.W)];
+      for (let x = 0; x < S.W; x++) ids[y * S.W + x] = src[sy * w + Math.floor(((x + 0.5) * w) / S.W)];
     }
-    changed();
     const resized = w !== S.W || h !== S.H ? ` (${w}\u00d7${h} resized to ${S.W}\u00d7${S.H}, nearest)` : "";
-    setStatus(`loaded ${file.name}: ${what}${resized}`);
+    return { ids, what, resized };
   }
 
   async function loadStyleFile(file) {
@@ -642,6 +858,8 @@
     c.getContext("2d").drawImage(bitmap, 0, 0, c.width, c.height);
     const png = await canvasPng(c);
     S.styleB64 = bytesToBase64(png);
+    S.exemplar = -1;
+    updateStyleThumbs();
     const thumb = $("style-thumb");
     thumb.src = `data:image/png;base64,${S.styleB64}`;
     thumb.hidden = false;
@@ -856,6 +1074,12 @@
     },
     ids() {
       return Array.from(S.ids);
+    },
+    get example() {
+      return S.example;
+    },
+    get exemplar() {
+      return S.exemplar;
     },
     idPngBase64: async () => bytesToBase64(await encodeIdPng()),
     modelPngBase64: async () => bytesToBase64(await modelPng()),

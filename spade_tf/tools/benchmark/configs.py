@@ -4,11 +4,9 @@ import ml_collections
 
 from spade_tf.config import base_config, load_config_file
 from spade_tf.data.labels import label_channels, semantic_channels
+from spade_tf.data.layouts import canonical_dataset
 from spade_tf.models.generator import UPSAMPLING_CHOICES, latent_grid
-from spade_tf.tools.convert import DATASET_PRESETS
-
-# The config's dataset name for each official preset of spade_tf.tools.convert.
-_PRESET_DATASETS = {"ade20k": "ade20k", "cityscapes": "cityscapes", "coco": "coco_stuff"}
+from spade_tf.tools.convert import dataset_preset
 
 
 def parse_resolution(text):
@@ -29,13 +27,9 @@ def parse_resolution(text):
 
 def config_from_preset(name):
     """The config of an official dataset preset (spade_tf.tools.convert.DATASET_PRESETS) with official widths."""
-    if name not in DATASET_PRESETS:
-        raise ValueError(
-            f"dataset={name!r} is not a preset; choose one of: {', '.join(sorted(DATASET_PRESETS))}."
-        )
-    preset = DATASET_PRESETS[name]
+    preset = dataset_preset(name)
     c = base_config()
-    c.data.dataset = _PRESET_DATASETS[name]
+    c.data.dataset = canonical_dataset(name)
     c.data.num_classes = preset["label_nc"]
     c.data.contain_dontcare_label = preset["contain_dontcare_label"]
     c.data.use_instance_map = not preset["no_instance"]
@@ -60,7 +54,7 @@ def resolve_config(config=None, dataset=None, resolution=None):
     if (config is None) == (dataset is None):
         raise ValueError(
             "give exactly one of config (a configs/*.py file, e.g. configs/ade20k.py) or dataset "
-            "(an official preset: ade20k, cityscapes, coco)."
+            "(an official preset: ade20k, cityscapes, coco_stuff)."
         )
     if dataset is not None:
         c = config_from_preset(dataset)
