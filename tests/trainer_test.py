@@ -23,12 +23,26 @@ from spade_tf.config import build_models
 from spade_tf.data import setup as data_setup
 from spade_tf.models.bundle import save_bundle
 from spade_tf.training import train_lib
-from spade_tf.training.trainer import trainer_from_config
+from spade_tf.training.trainer import is_power_iteration_vector, trainer_from_config
 from tests.test_case import two_cpu_strategy
 from tests.train_worker import apply_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "train_worker.py")
+# The demo-quality test's run and its lower bounds (see that test). Measured on this test's 400-step run (2-core
+# Xeon): mIoU ratio 0.54, style accuracy 0.53, 2.0 looks per map, texture ratio 0.58. GAN runs are not
+# reproducible across thread schedules, and the full runs of this config's neighbours moved by 0.1 in each figure
+# (README, "The demo's levers"), so the bounds sit ~0.2 below what was measured, and each stays above what a
+# generator without the property gives: the 20-step smoke run (demo:small) scores a ratio of 0.23 and texture 0.30,
+# a generator that ignores style 0.25 (chance with 4 looks) and 1 look per map (a 3x3 blur of the real images has
+# texture 0.71).
+DEMO_TEST_STEPS = 400
+DEMO_TEST_MINIMA = {
+    "oracle_miou_ratio": 0.35,
+    "style_accuracy": 0.35,
+    "looks_per_map": 1.5,
+    "texture_ratio": 0.35,
+}
 
 
 @pytest.fixture(scope="module")
@@ -375,25 +389,29 @@ def test_small_run_writes_tensorboard_samples_gallery_and_bundle(demo_cache, tmp
 
 
 @pytest.mark.slow
-def test_demo_synthesis_respects_labels(tmp_path):
-    """A shortened `python train.py`: the oracle's mIoU on synthesized val images >= 70% of real.
+def test_demo_run_reports_label_consistency_style_diversity_and_texture(tmp_path):
+    """A shortened `python train.py` (the VAE demo): the demo report's four figures, above DEMO_TEST_MINIMA.
 
-    The full demo (~1250 steps in 9 minutes) reached 0.94 of real; its checkpoint
-    at step 750 already 0.93, and 300 steps gave 0.80. 400 steps keep this test near 4 minutes on 2 cores.
+    Then evaluate.py on its bundle gives the same figures, and its int8 TFLite stays within 30 dB PSNR.
     """
     config = get_config()
-    config.train.max_steps = 400
+    config.train.max_steps = DEMO_TEST_STEPS
     config.train.max_seconds = 0
     config.train.image_every = 0
-    config.train.checkpoint_every = 400
+    config.train.checkpoint_every = DEMO_TEST_STEPS
     printed = []
     work = str(tmp_path / "work")
     result = train_lib.train(config, work, out=printed.append)
-    print("\n".join(printed[-3:]))
+    print("\n".join(printed[-30:]))
     assert result["oracle_miou_real"] > 0.8
-    assert result["miou_ratio"] >= 0.7, result
+    for key, minimum in DEMO_TEST_MINIMA.items():
+        assert result[key] >= minimum, (key, result[key], minimum)
+    assert result["num_looks"] == 4 and result["num_seeds"] == 8
+    with open(os.path.join(work, "result.json")) as f:
+        assert json.load(f)["style_accuracy"] == pytest.approx(result["style_accuracy"])
+    assert os.path.exists(os.path.join(work, "gallery", "images", "0000_dusk style.png"))
 
-    # This is the tests' demo model: evaluate.py prints its oracle mIoU and KID, as the README shows.
+    # evaluate.py on the same bundle prints the same figures (it synthesizes the split again).
     proc = subprocess.run(
         [
             sys.executable,
@@ -407,14 +425,16 @@ def test_demo_synthesis_respects_labels(tmp_path):
         env=dict(os.environ, PYTHONPATH=ROOT),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "KID x 1000 (demo-oracle features)" in proc.stdout
+    assert "KID x 1000 (demo-oracle features)" in proc.stdout and "style accuracy (4 looks)" in proc.stdout
     with open(tmp_path / "eval.json") as f:
         evaluated = json.load(f)
-    # The same images and oracle as the end of training (evaluate.py synthesizes the split again).
-    assert evaluated["oracle_miou_synthesized"] == pytest.approx(result["oracle_miou_synthesized"], abs=1e-6)
+    for key in ("style_accuracy", "looks_per_map", "texture_ratio"):
+        assert evaluated[key] == pytest.approx(result[key], abs=1e-6), key
+    # Its oracle table synthesizes through spade_tf.serving.synthesis (the encoder's latents from other noise
+    # seeds than the report's): the same model, so the same mIoU up to that noise.
+    assert evaluated["oracle_miou_synthesized"] == pytest.approx(result["oracle_miou_synthesized"], abs=0.03)
 
-    # Dynamic-range int8 TFLite of the demo model against float32: PSNR >= 30 dB (the issue's bound; the
-    # 1200-step demo model measured 50.5 dB).
+    # Dynamic-range int8 TFLite of the demo model against float32: PSNR >= 30 dB (the issue's bound).
     from ai_edge_litert.interpreter import Interpreter
 
     from spade_tf.serving.export_lib import export_tflite
@@ -423,6 +443,10 @@ def test_demo_synthesis_respects_labels(tmp_path):
     paths = export_tflite(load_synthesizer(work), str(tmp_path / "export"), variants=("float32", "int8"))
     ids = _val_label_maps(config, 8)
     feed = {"labels": ids.astype(np.int32), "instances": ids.astype(np.int32)}
+    # The demo is a VAE: TFLite takes the latent itself (no stateless random op on a device).
+    feed["z"] = (
+        np.random.default_rng(0).standard_normal((len(ids), config.model.latent_dim)).astype(np.float32)
+    )
     outs = {
         v: Interpreter(model_path=p).get_signature_runner("serving_default")(**feed)["images"]
         for v, p in paths.items()
@@ -502,17 +526,25 @@ def test_moving_average_follows_the_weights_and_is_what_synthesis_and_checkpoint
     models = (trainer.generator, trainer.encoder)
     averages = (trainer.ema_generator, trainer.ema_encoder)
     expected = [w.numpy() for m in models for w in m.weights]
+    # Spectral norm's u and v are copied (an average of unit vectors is not one); the rest is averaged.
+    power_vectors = [is_power_iteration_vector(w) for m in models for w in m.weights]
+    assert 20 < sum(power_vectors) < len(power_vectors) / 2
     for batch, decay in zip(ds.take(2), (min(0.5, 1 / 10), min(0.5, 2 / 11))):
         trainer.train_step(
             next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
         )
         now = [w.numpy() for m in models for w in m.weights]
-        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, now)]
+        expected = [
+            w if copied else decay * e + (1 - decay) * w for e, w, copied in zip(expected, now, power_vectors)
+        ]
     got = [w.numpy() for m in averages for w in m.weights]
     assert len(got) == len(expected) > 50
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(got[0], now[0])  # an average, not a copy of the weights
+    for a, copied in zip(got, power_vectors):
+        if copied:
+            assert abs(np.linalg.norm(a) - 1) < 1e-5  # still unit vectors: sigma stays right
     assert trainer.synthesis_networks == averages
 
     # The averages are part of the checkpoint (a resumed run continues them).

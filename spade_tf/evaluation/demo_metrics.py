@@ -23,6 +23,7 @@ Example:
 import os
 
 import numpy as np
+from PIL import Image
 
 from spade_tf.data import demo
 from spade_tf.evaluation import oracle as oracle_lib
@@ -556,3 +557,65 @@ def format_demo_report(report):
     for name, value in (report.get("texture_ratio_per_class") or {}).items():
         rows.append((f"  {name}", _number(value)))
     return "\n".join(f"{label:<44} {text}" for label, text in rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A trained model on a demo split: the report and its gallery
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_demo_split(demo_root, split, limit=0):
+    """One split of a demo dataset folder, in file-name order.
+
+    Args:
+        demo_root: a demo dataset folder (`demo.generate_demo_dataset`).
+        split: "train" or "val".
+        limit: the first N examples; 0 = all.
+
+    Returns:
+        (images (N, H, W, 3) uint8, labels (N, H, W) uint8, instances (N, H, W) int32, looks: N names).
+    """
+    images, labels = oracle_lib.load_split(demo_root, split)
+    looks = split_looks(demo_root, split)
+    folder = os.path.join(demo_root, split, "instances")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".png"))
+    if len(names) != len(labels):
+        raise ValueError(f"{folder}: {len(names)} instance maps for {len(labels)} label maps")
+    instances = np.stack([np.asarray(Image.open(os.path.join(folder, n)), dtype=np.int32) for n in names])
+    n = len(labels) if limit <= 0 else min(int(limit), len(labels))
+    return images[:n], labels[:n], instances[:n], looks[:n]
+
+
+def gallery_rows(
+    synthesize, labels, instances, real_images, looks, count, looks_order=demo.LOOKS, seeds=(0, 1)
+):
+    """The demo gallery's images for the first `count` maps: with each look's exemplar, and from seeds.
+
+    Args:
+        synthesize: as for `demo_report` (a VAE model's).
+        labels, instances, real_images, looks: the whole split; exemplars are drawn from all of it (the
+            exemplar of look L for map i is `_style_exemplars`' pick, the one `demo_report` uses).
+        count: the maps shown (the first ones).
+        looks_order: the looks, one column each.
+        seeds: one column per random seed.
+
+    Returns:
+        A list with one {column name: uint8 image} per map: "<look> style" and "seed <s>" columns.
+    """
+    n = min(int(count), len(labels))
+    index = np.arange(n)
+    inst = None if instances is None else np.asarray(instances)[:n]
+    rows = [{} for _ in range(n)]
+    for look in looks_order:
+        exemplars = _style_exemplars(list(looks), look)
+        if exemplars is None:
+            continue
+        style = np.asarray(real_images)[exemplars[:n]]
+        made = np.asarray(synthesize(labels[:n], inst, seeds=index, style_images=style))
+        for i in range(n):
+            rows[i][f"{look} style"] = made[i]
+    for s in seeds:
+        made = np.asarray(synthesize(labels[:n], inst, seeds=np.full(n, s)))
+        for i in range(n):
+            rows[i][f"seed {s}"] = made[i]
+    return rows

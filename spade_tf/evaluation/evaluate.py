@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from spade_tf.data import demo
-from spade_tf.evaluation import metrics
+from spade_tf.evaluation import demo_metrics, metrics
 from spade_tf.evaluation.inception import load_inception
 from spade_tf.evaluation.oracle import (
     load_or_train_oracle,
@@ -291,11 +291,29 @@ def run(
         kid_subset_size=kid_subset_size,
     )
     result = {"model": os.path.abspath(bundle_path), "split": split, **result}
+    if use_oracle:
+        # The demo's other figures (style fidelity, diversity, texture) on the same split.
+        images, labels, instances, looks = demo_metrics.load_demo_split(demo_root, split, limit)
+        report = demo_metrics.demo_report(
+            model.generate,
+            labels,
+            images,
+            looks,
+            demo_metrics.fit_look_classifier(demo_root, "train"),
+            instances=instances,
+            use_vae=model.info.use_vae,
+            seed=seed,
+        )
+        result.update({k: v for k, v in report.items() if k != "num_maps"})
     output = output or os.path.join(os.path.dirname(os.path.abspath(bundle_path)), f"eval_{split}.json")
     tmp = output + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
     os.replace(tmp, output)
     out(format_table(result))
+    if use_oracle:
+        # The oracle's rows are in the table above; this one adds style, diversity and texture.
+        figures = {k: v for k, v in result.items() if not k.startswith("oracle_")}
+        out(demo_metrics.format_demo_report({**figures, "num_maps": len(items)}))
     out(f"Written: {output}")
     return result

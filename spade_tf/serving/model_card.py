@@ -33,7 +33,11 @@ CODE_LICENSE = "Apache-2.0 (the LICENSE file of spade_tf)"
 FIGURE_NOTES = {
     "oracle_": "the demo oracle, a segmentation CNN trained on the real demo images, labels the synthesized "
     "(and the real) validation images; mIoU / pixel accuracy against the input label maps",
-    "miou_ratio": "oracle mIoU on synthesized / on real images: how well the label maps are respected",
+    "style_accuracy": "demo: the share of images synthesized from an exemplar that a classifier of looks (fit on "
+    "real images) gives the exemplar's look",
+    "looks_per_map": "demo: how many looks images from 8 random seeds of one map cover, mean over maps",
+    "seed_pixel_distance": "demo: mean absolute pixel difference between images of one map from different seeds",
+    "texture_ratio": "demo: per class, the 5x5 local contrast of synthesized over real pixels; mean over classes",
     "kid_oracle": "KID on the demo oracle's features (raw; spade-evaluate prints it x1000)",
     "fid": "Frechet Inception distance (pytorch-fid's Inception); lower is better; compare at equal image counts",
     "kid": "kernel Inception distance (raw; spade-evaluate prints it x1000)",

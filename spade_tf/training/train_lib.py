@@ -19,6 +19,7 @@ from absl import logging
 from spade_tf.config import validate
 from spade_tf.data.palette import colorize
 from spade_tf.data.setup import make_dataset, prepare_data
+from spade_tf.evaluation import demo_metrics
 from spade_tf.evaluation import evaluate as evaluation
 from spade_tf.evaluation import oracle as demo_oracle
 from spade_tf.evaluation.inception import load_inception
@@ -26,6 +27,7 @@ from spade_tf.evaluation.segmenter import Segmenter, load_class_map
 from spade_tf.models.bundle import save_bundle
 from spade_tf.models.losses import VGGPerceptualLoss
 from spade_tf.serving import gallery, model_card
+from spade_tf.serving.inference import load_synthesizer
 from spade_tf.training import checkpoints
 from spade_tf.training.trainer import (
     TrainingDiverged,
@@ -68,20 +70,6 @@ def _write_scalars(writer, logs, step):
     with writer.as_default():
         for k, v in logs.items():
             tf.summary.scalar(k, v, step=step)
-
-
-def _evaluate_with_oracle(setup, labels, fakes, reals, num_classes, out):
-    model = demo_oracle.load_or_train_oracle(setup.demo_root)
-    result = demo_oracle.oracle_scores(model, labels, fakes, reals, num_classes)
-    real, fake = result["oracle_miou_real"], result["oracle_miou_synthesized"]
-    ratio = fake / real if real > 0 else float("nan")
-    result.update(miou_ratio=float(ratio), num_images=len(labels))
-    out(
-        f"Oracle on {len(labels)} validation images: mIoU real {result['oracle_miou_real']:.3f}, "
-        f"synthesized {result['oracle_miou_synthesized']:.3f} (ratio {ratio:.2f}); pixel accuracy real "
-        f"{result['oracle_pixel_accuracy_real']:.3f}, synthesized {result['oracle_pixel_accuracy_synthesized']:.3f}"
-    )
-    return result
 
 
 def _make_evaluator(trainer, config, setup, writer, out):
@@ -127,26 +115,49 @@ def _make_evaluator(trainer, config, setup, writer, out):
     return evaluate
 
 
-def _finish(trainer, config, setup, workdir, writer, step, out):
-    """Gallery, oracle evaluation (demo) and the model bundle."""
-    evaluate = bool(config.eval.oracle and setup.demo_root)
-    # With the oracle every validation image is synthesized once; the gallery is its head.
-    count = 10**9 if evaluate else config.eval.gallery_size
-    labels, fakes, reals, names = _synthesize_all(trainer, config, setup, _val_examples(setup, count))
-    entries = [
-        (names[i], {"label": colorize(labels[i], setup.colors), "synthesized": fakes[i], "real": reals[i]})
-        for i in range(min(len(names), config.eval.gallery_size))
-    ]
-    page = gallery.write_html_gallery(os.path.join(workdir, "gallery"), entries, f"spade_tf: step {step}")
-    gallery.save_png(
-        gallery.grid([[e[1]["label"], e[1]["synthesized"], e[1]["real"]] for e in entries], scale=2),
-        os.path.join(workdir, "gallery.png"),
+def _demo_evaluation(bundle, setup, workdir, step, gallery_size, out):
+    """The demo's report (`demo_metrics.demo_report`) on the saved bundle, printed, and its gallery.
+
+    Runs on the bundle as a user loads it (`load_synthesizer`), so the figures are those of the file.
+    """
+    model = load_synthesizer(bundle)
+    images, labels, instances, looks = demo_metrics.load_demo_split(setup.demo_root, "val")
+    classifier = demo_metrics.fit_look_classifier(setup.demo_root, "train")
+    report = demo_metrics.demo_report(
+        model.generate,
+        labels,
+        images,
+        looks,
+        classifier,
+        oracle=demo_oracle.load_or_train_oracle(setup.demo_root),
+        instances=instances,
+        use_vae=model.info.use_vae,
     )
-    out(f"Gallery of {len(entries)} validation label maps: {page}")
-    result = {"step": step}
-    if evaluate:
-        result.update(_evaluate_with_oracle(setup, labels, fakes, reals, config.data.num_classes, out))
-        _write_scalars(writer, {k: v for k, v in result.items() if k.startswith("oracle")}, step)
+    out(f"Demo report on {len(labels)} validation maps:\n" + demo_metrics.format_demo_report(report))
+    count = min(gallery_size, len(labels))
+    columns = ["label", "real"]
+    if model.info.use_vae:
+        rows = demo_metrics.gallery_rows(model.generate, labels, instances, images, looks, count)
+        columns += list(rows[0]) if rows else []
+    else:
+        made = model.generate(labels[:count], instances[:count])
+        rows = [{"synthesized": made[i]} for i in range(count)]
+        columns.insert(1, "synthesized")
+    names = [f"{i:04d}" for i in range(count)]
+    for i, row in enumerate(rows):
+        row.update(label=colorize(labels[i], setup.colors), real=images[i])
+    page = gallery.write_html_gallery(
+        os.path.join(workdir, "gallery"), list(zip(names, rows)), f"spade_tf: step {step}", columns=columns
+    )
+    if rows:
+        grid = gallery.grid([[row[c] for c in columns] for row in rows], scale=2)
+        gallery.save_png(grid, os.path.join(workdir, "gallery.png"))
+    out(f"Gallery of {count} validation label maps ({', '.join(columns)}): {page}")
+    return report
+
+
+def _finish(trainer, config, setup, workdir, writer, step, out):
+    """The model bundle, then a gallery of validation synthesis and (demo) the demo report, result.json."""
     options = {
         "config": json.loads(config.to_json()),
         "class_names": list(setup.class_names),
@@ -158,9 +169,36 @@ def _finish(trainer, config, setup, workdir, writer, step, out):
         os.path.join(workdir, "model.keras"), generator, trainer.discriminator, encoder, options
     )
     out(f"Model bundle: {bundle}")
+    result = {"step": step}
+    if config.eval.oracle and setup.demo_root:
+        result.update(_demo_evaluation(bundle, setup, workdir, step, config.eval.gallery_size, out))
+        scalars = {
+            f"demo/{k}": v
+            for k, v in result.items()
+            if isinstance(v, float) and not isinstance(v, bool) and k != "step"
+        }
+        _write_scalars(writer, scalars, step)
+    else:
+        examples = _val_examples(setup, config.eval.gallery_size)
+        labels, fakes, reals, names = _synthesize_all(trainer, config, setup, examples)
+        entries = [
+            (
+                names[i],
+                {"label": colorize(labels[i], setup.colors), "synthesized": fakes[i], "real": reals[i]},
+            )
+            for i in range(len(names))
+        ]
+        page = gallery.write_html_gallery(os.path.join(workdir, "gallery"), entries, f"spade_tf: step {step}")
+        gallery.save_png(
+            gallery.grid([[e[1]["label"], e[1]["synthesized"], e[1]["real"]] for e in entries], scale=2),
+            os.path.join(workdir, "gallery.png"),
+        )
+        out(f"Gallery of {len(entries)} validation label maps: {page}")
     result["bundle"] = bundle
-    with open(os.path.join(workdir, "result.json"), "w") as f:
+    path = os.path.join(workdir, "result.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
     out(f"Model card: {model_card.write_bundle_card(bundle)}")
     return result
 

@@ -153,6 +153,11 @@ def trainer_from_config(config, strategy, steps_per_epoch, vgg_loss=None):
     )
 
 
+def is_power_iteration_vector(variable):
+    """Whether a variable is a spectral-norm layer's `u` or `v` (unit vectors the power iteration keeps)."""
+    return variable.path.rsplit("/", 1)[-1] in ("u", "v") and not variable.trainable
+
+
 def _copy(model):
     """A second network of the same configuration with the same weights (for the moving average)."""
     copy = type(model).from_config(model.get_config())
@@ -382,6 +387,12 @@ class GANTrainer:
                 n = tf.cast(self.ema_updates, tf.float64)
                 decay = tf.minimum(tf.constant(self.ema_decay, tf.float64), (1.0 + n) / (10.0 + n))
                 for average, weight in pairs:
+                    if is_power_iteration_vector(weight):
+                        # Copied, not averaged: an average of unit vectors is shorter than 1, so the
+                        # inference sigma = u . (W v) would come out too small and the kernel W / sigma
+                        # too large (measured: speckled, over-contrasted images with ema_decay 0.99).
+                        average.assign(weight)
+                        continue
                     d = tf.cast(decay, average.dtype)
                     average.assign(average * d + tf.cast(weight, average.dtype) * (1 - d))
                 self.ema_updates.assign_add(1)
