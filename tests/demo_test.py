@@ -135,6 +135,29 @@ def test_overwrite_regenerates(tmp_path):
     assert _files(root) == reference
 
 
+def test_a_generation_that_finishes_second_keeps_the_first(tmp_path, monkeypatch):
+    """Two processes generating the same folder (two trainings, parallel tests): the one that finishes second
+    must not delete the folder the first is already using (here: an oracle it cached there)."""
+    root = str(tmp_path / "d")
+    write_split = demo._write_split
+    calls = []
+
+    def racing_write_split(*args, **kwargs):
+        if not calls:
+            calls.append(1)
+            # "The other process" generates the same dataset completely, then caches an oracle in it.
+            demo.generate_demo_dataset(root, seed=1, **SMALL)
+            with open(os.path.join(root, "oracle-cached.npz"), "w") as f:
+                f.write("in use")
+        return write_split(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "_write_split", racing_write_split)
+    assert demo.generate_demo_dataset(root, seed=1, **SMALL) == root
+    with open(os.path.join(root, "oracle-cached.npz")) as f:
+        assert f.read() == "in use"
+    assert not [e for e in os.listdir(tmp_path) if ".tmp-" in e]
+
+
 def test_foreign_folder_is_left_alone(tmp_path):
     root = tmp_path / "mine"
     root.mkdir()

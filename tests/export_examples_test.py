@@ -107,3 +107,8 @@ def test_export_script_writes_examples_and_says_so(tmp_path):
     )
     meta = json.loads((export_dir / "metadata.json").read_text())
     assert len(meta["examples"]["label_maps"]) == 2
+    # The model card lists them too.
+    card = (export_dir / "MODEL_CARD.md").read_text()
+    assert (
+        "Painter examples: 2 label maps and 4 style exemplars (midday, golden_hour, overcast, dusk)" in card
+    )

@@ -22,6 +22,7 @@ from spade_tf.config import resolve_config_spec, validate
 from spade_tf.data.check import DatasetError
 from spade_tf.models.bundle import BundleError
 from spade_tf.training import train_lib
+from spade_tf.training.trainer import TrainingDiverged
 from spade_tf.training.workdir import WorkdirError
 
 DEFAULT_CONFIG = "demo"
@@ -61,6 +62,9 @@ def main(argv):
         # A missing dataset or model file, a damaged bundle (train.init_from), a workdir in use, a full
         # disk, unreadable checkpoints: each message names the file and what to do.
         cli.fail(e)
+    except TrainingDiverged as e:
+        # The message names the step, the non-finite losses, the checkpoint kept and what to try.
+        cli.fail(f"training diverged at {e}")
 
 
 def run():

@@ -770,6 +770,11 @@ def generate_demo_dataset(root=None, seed=0, num_train=400, num_val=64, size=64,
             )
         with open(os.path.join(tmp, _MARKER), "w") as f:
             json.dump(params, f)
+        if not overwrite and _is_complete(root, params):
+            # Another process (a second training, a parallel test) finished the same dataset meanwhile and
+            # may be reading it (or caching its oracle there): keep that one.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return root
         if os.path.exists(root):
             shutil.rmtree(root)
         os.replace(tmp, root)

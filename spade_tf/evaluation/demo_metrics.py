@@ -540,19 +540,28 @@ def format_demo_report(report):
             ("label consistency (mIoU ratio)", _number(report["oracle_miou_ratio"])),
         ]
     looks = report.get("num_looks")
-    rows.append((f"style accuracy ({looks} looks)", _number(report.get("style_accuracy"))))
-    for look, value in (report.get("style_accuracy_per_look") or {}).items():
-        rows.append((f"  {look}", _number(value)))
     seeds = report.get("num_seeds")
-    rows.append(
-        (
-            f"looks covered by {seeds or '-'} seeds (of {looks})",
-            _number(report.get("looks_per_map"), "{:.2f}"),
+    if seeds is None and report.get("style_accuracy") is None:
+        # demo_report measures style and seeds on VAE models only: say so rather than print empty rows.
+        rows.append(
+            (f"style accuracy ({looks} looks), seeds", "not measured: not a VAE (no style, no latent)")
         )
-    )
-    rows.append(
-        ("pixel distance between seeds (grey levels)", _number(report.get("seed_pixel_distance"), "{:.1f}"))
-    )
+    else:
+        rows.append((f"style accuracy ({looks} looks)", _number(report.get("style_accuracy"))))
+        for look, value in (report.get("style_accuracy_per_look") or {}).items():
+            rows.append((f"  {look}", _number(value)))
+        rows.append(
+            (
+                f"looks covered by {seeds or '-'} seeds (of {looks})",
+                _number(report.get("looks_per_map"), "{:.2f}"),
+            )
+        )
+        rows.append(
+            (
+                "pixel distance between seeds (grey levels)",
+                _number(report.get("seed_pixel_distance"), "{:.1f}"),
+            )
+        )
     rows.append(("texture ratio (5x5 contrast, mean of classes)", _number(report.get("texture_ratio"))))
     for name, value in (report.get("texture_ratio_per_class") or {}).items():
         rows.append((f"  {name}", _number(value)))

@@ -342,6 +342,9 @@ def _section_signatures(meta, model_name):
         files = (meta.get("files") or {}).get("tflite") or {}
         where = f" ({', '.join(f'`{p}`' for p in files.values())})" if files else ""
         lines += ["", f"TFLite{where}, signature `serving_default`: {ins} -> {outs}."]
+    if (meta.get("examples") or {}).get("label_maps"):
+        # Inputs to try come with the export: the painter opens on them, and they are valid request bodies.
+        lines += ["", export_lib.examples_summary(meta["examples"])]
     return lines
 
 
