@@ -17,6 +17,7 @@ from tests.test_case import (
     fixture,
     fixture_config,
     generator_state,
+    make_responsive,
     nhwc,
     save_and_load,
 )
@@ -221,3 +222,103 @@ def test_keras_variable_names_follow_official_modules():
     assert any(p.endswith("up_4/norm_s/mlp_gamma/kernel") for p in paths)
     assert any(p.endswith("head_0/conv_0/u") for p in paths)
     assert keras.saving.get_registered_name(SPADEGenerator) == "spade_tf>SPADEGenerator"
+
+
+def _noise_generator(use_vae, strength=0.0, position_injection=False):
+    """A tiny generator with noise injection whose images respond to their inputs (`make_responsive`);
+    `strength` is every noise strength and position weight."""
+    keras.utils.set_random_seed(3)
+    g = SPADEGenerator(
+        semantic_channels=5,
+        base_filters=4,
+        crop_size=32,
+        use_vae=use_vae,
+        latent_dim=8,
+        noise_injection=True,
+        position_injection=position_injection,
+    )
+    g.build()
+    make_responsive(g, num_classes=4, use_instance_map=True, size=32)
+    for w in g.weights:
+        if "noise_strength" in w.path or "position_kernel" in w.path:
+            w.assign(tf.fill(w.shape, strength))
+    return g
+
+
+def _relative_path(weight):
+    return weight.path.split("/", 1)[1]
+
+
+def test_noise_and_position_injection_start_as_the_plain_generator():
+    # Strengths and position weights start at 0: a new generator with both computes exactly what the same
+    # weights without them do, so turning the options on changes nothing until training moves them.
+    noisy = _noise_generator(use_vae=True, position_injection=True)
+    plain = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, use_vae=True, latent_dim=8)
+    plain.build()
+    by_path = {_relative_path(w): w for w in noisy.weights}
+    for w in plain.weights:
+        w.assign(by_path[_relative_path(w)])
+    assert sorted(set(by_path) - {_relative_path(w) for w in plain.weights}) == sorted(
+        f"{b}/{kind}_{i}"
+        for b in ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3")
+        for kind in ("noise_strength", "position_kernel")
+        for i in (0, 1)
+    )
+    semantics = tf.one_hot(tf.random.stateless_uniform([2, 32, 32], [1, 2], 0, 5, tf.int32), 5)
+    z = tf.random.stateless_normal([2, 8], [3, 4])
+    seed = tf.constant([5, 6], tf.int64)
+    np.testing.assert_array_equal(noisy(semantics, z, noise_seed=seed), plain(semantics, z))
+
+
+def test_noise_maps_fixed_at_inference_fresh_in_training(tmp_path):
+    g = _noise_generator(use_vae=True, strength=0.5)
+    semantics = tf.one_hot(tf.random.stateless_uniform([2, 32, 32], [1, 2], 0, 5, tf.int32), 5)
+    z = tf.random.stateless_normal([2, 8], [3, 4])
+    fixed = g(semantics, z).numpy()
+    # Without a seed every call (and a loaded copy, in another process alike) uses the same maps.
+    np.testing.assert_array_equal(g(semantics, z), fixed)
+    np.testing.assert_array_equal(save_and_load(g, tmp_path)(semantics, z), fixed)
+    a = g(semantics, z, noise_seed=tf.constant([1, 2], tf.int64)).numpy()
+    b = g(semantics, z, noise_seed=tf.constant([1, 3], tf.int64)).numpy()
+    np.testing.assert_array_equal(g(semantics, z, noise_seed=tf.constant([1, 2], tf.int64)), a)
+    # The noise reaches the pixels: another seed moves them by more than rounding (measured ~0.1 mean).
+    assert np.abs(a - b).mean() > 1e-2 and np.abs(a - fixed).mean() > 1e-2
+
+
+def test_noise_maps_tile_to_larger_inputs():
+    g = _noise_generator(use_vae=False, strength=0.5)
+    assert g(tf.one_hot(tf.zeros([1, 64, 96], tf.int32), 5)).shape == (1, 64, 96, 3)
+    # The fixed maps are made at each level's training size (here up_3, 32x32) and repeat beyond it.
+    at_training_size = g._noise(6, 5, tf.zeros([1, 32, 32, 4]), None).numpy()
+    larger = g._noise(6, 5, tf.zeros([1, 64, 96, 4]), None).numpy()
+    assert at_training_size.shape == (1, 32, 32, 2) and larger.shape == (1, 64, 96, 2)
+    np.testing.assert_array_equal(larger[:, 32:, 64:], at_training_size)
+    assert 0.8 < at_training_size.std() < 1.2  # standard normal
+    # Each block has its own maps.
+    assert np.abs(g._noise(5, 5, tf.zeros([1, 32, 32, 4]), None).numpy() - at_training_size).mean() > 0.5
+
+
+def test_position_injection_adds_a_function_of_the_pixel_position(tmp_path):
+    from spade_tf.models.generator import _position_map
+
+    grid = _position_map(tf.zeros([3, 2, 4, 5])).numpy()
+    assert grid.shape == (1, 2, 4, 2)
+    np.testing.assert_allclose(grid[0, :, 0, 0], [-0.5, 0.5])  # y: pixel centres, top to bottom
+    np.testing.assert_allclose(grid[0, 0, :, 1], [-0.75, -0.25, 0.25, 0.75])  # x: left to right
+    semantics = tf.one_hot(tf.zeros([1, 32, 32], tf.int32), 5)
+    z = tf.zeros([1, 8])
+    plain = _noise_generator(use_vae=True, position_injection=True)
+    moved = _noise_generator(use_vae=True, strength=0.3, position_injection=True)
+    for w in moved.weights:
+        if "noise_strength" in w.path:
+            w.assign(tf.zeros_like(w))
+    # The weights reach the image, and a saved and loaded model keeps them.
+    assert np.abs(moved(semantics, z).numpy() - plain(semantics, z).numpy()).mean() > 1e-2
+    np.testing.assert_array_equal(save_and_load(moved, tmp_path)(semantics, z), moved(semantics, z))
+
+
+def test_noise_and_position_injection_have_no_official_counterpart():
+    with pytest.raises(ValueError, match="noise_injection"):
+        convert.generator_to_official(_noise_generator(use_vae=False))
+    with pytest.raises(ValueError, match="noise_injection and position_injection"):
+        convert.generator_to_official(_noise_generator(use_vae=False, position_injection=True))

@@ -76,7 +76,15 @@ def two_cpu_strategy():
     return _TWO_CPU_STRATEGY[0]
 
 
-def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=False, num_classes=4, size=32):
+def tiny_config(
+    use_vae=False,
+    use_instance_map=True,
+    contain_dontcare_label=False,
+    num_classes=4,
+    size=32,
+    noise_injection=False,
+    position_injection=False,
+):
     """The demo config's small variant, reshaped: a random-weight model builds in about a second."""
     from spade_tf.config import load_config_file
 
@@ -86,6 +94,8 @@ def tiny_config(use_vae=False, use_instance_map=True, contain_dontcare_label=Fal
     config.data.contain_dontcare_label = contain_dontcare_label
     config.data.crop_size = config.data.load_size = size
     config.model.use_vae = use_vae
+    config.model.noise_injection = noise_injection
+    config.model.position_injection = position_injection
     config.model.latent_dim = 16
     config.encoder.image_size = size
     return config

@@ -11,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 from spade_tf.serving import export_lib
 from spade_tf.serving.inference import load_synthesizer
 from tests.export_test import coarse_labels, shared_bundle
+from tests.test_case import tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,42 @@ def test_onnx_without_tf2onnx_says_what_to_install(exported, monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # makes `import tf2onnx` raise ImportError
     with pytest.raises(ImportError, match=r"pip install -r requirements-onnx\.txt"):
         export_lib.export_onnx(exported[0], exported[1])
+
+
+def _set_injection(generator, kind, value):
+    for w in generator.weights:
+        if kind in w.path:
+            w.assign(tf.fill(w.shape, value))
+
+
+def test_noise_and_position_injection_export(tmp_path):
+    # A generator with noise injection (model.noise_injection) synthesizes with fixed noise maps (constants
+    # in the graph), and position injection adds a function of the pixel position: the SavedModel and the
+    # TFLite file give the Keras model's images, call after call.
+    path = tiny_bundle(
+        tmp_path / "noise", use_vae=True, noise_injection=True, position_injection=True, responsive=True
+    )
+    synth = load_synthesizer(path)
+    _set_injection(synth.generator, "noise_strength", 0.3)
+    _set_injection(synth.generator, "position_kernel", 0.3)
+    labels = coarse_labels(2, seed=3)
+    seeds = np.array([4, 5], np.int32)
+    expected = synth.generate(labels, labels, seeds=seeds)
+    np.testing.assert_array_equal(synth.generate(labels, labels, seeds=seeds), expected)
+    saved = str(tmp_path / "saved_model")
+    export_lib.write_saved_model(synth, saved)
+    served = tf.saved_model.load(saved).signatures["serving_default"]
+    out = served(labels=tf.constant(labels), instances=tf.constant(labels), seed=tf.constant(seeds))["images"]
+    # Graph and eager rounding may differ by ~1e-6: one grey level at a uint8 truncation boundary.
+    assert np.abs(out.numpy().astype(int) - expected.astype(int)).max() <= 1
+    paths = export_lib.export_tflite(synth, str(tmp_path / "export"), variants=("float32",))
+    z = synth.latent_from_seeds(seeds).numpy()
+    lite = _run(paths["float32"], {"labels": labels, "instances": labels, "z": z})
+    keras_float = synth.generate_float(labels, labels, z).numpy()
+    # As test_float32_matches_keras: another kernel library's summation order; measured ~4e-6.
+    np.testing.assert_allclose(lite["images_float"], keras_float, atol=1e-4, rtol=0)
+    # Both are in the image: without either (weights 0) the pixels move by more than the tolerance.
+    for kind in ("noise_strength", "position_kernel"):
+        _set_injection(synth.generator, kind, 0.0)
+        assert np.abs(synth.generate_float(labels, labels, z).numpy() - keras_float).max() > 1e-2
+        _set_injection(synth.generator, kind, 0.3)

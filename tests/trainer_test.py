@@ -388,6 +388,16 @@ def test_small_run_writes_tensorboard_samples_gallery_and_bundle(demo_cache, tmp
     )
 
 
+def _trainer_and_batch(config):
+    """A one-CPU trainer for `config` and one training batch of 4 from the small demo data."""
+    setup = data_setup.prepare_data(config, run_check=False)
+    batch = next(
+        iter(data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4))
+    )
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    return trainer_from_config(config, strategy, steps_per_epoch=12), strategy, batch
+
+
 @pytest.mark.parametrize(
     "precision,xla",
     # Each precision once and XLA once (with bfloat16): the suite's time budget is tight.
@@ -399,12 +409,7 @@ def test_precision_and_xla_switches_train(demo_cache, precision, xla):
     config.train.xla = xla
     config.model.use_vae = True
     config.model.latent_dim = 16
-    setup = data_setup.prepare_data(config, run_check=False)
-    batch = next(
-        iter(data_setup.make_dataset(config, setup, setup.train.examples, training=True, batch_size=4))
-    )
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    trainer = trainer_from_config(config, strategy, steps_per_epoch=12)
+    trainer, strategy, batch = _trainer_and_batch(config)
     before = _weights(trainer)
     dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     kernels = [k for k in before if "kernel" in k]
@@ -476,3 +481,33 @@ def test_moving_average_follows_the_weights_and_is_what_synthesis_and_checkpoint
     for a, b in zip([w.numpy() for m in (other.ema_generator, other.ema_encoder) for w in m.weights], got):
         np.testing.assert_array_equal(a, b)
     assert int(other.ema_updates.numpy()) == 2
+
+
+def test_noise_and_position_injection_train_and_draw_noise_from_the_stream_position(demo_cache):
+    config = get_config("small")
+    config.model.noise_injection = True
+    config.model.position_injection = True
+    trainer, strategy, batch = _trainer_and_batch(config)
+    before = _weights(trainer)
+    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+    logs = trainer.train_step(next(iter(dist)))
+    assert logs.finite(), logs.values
+    after = _weights(trainer)
+    injected = [k for k in before if "noise_strength" in k or "position_kernel" in k]
+    assert len(injected) == 7 * 2 * 2  # seven blocks, two convs each, noise and position
+    # Their weights start at 0 and the first G step moves every one of them, but head_0's position weights:
+    # this 32-pixel model's latent grid is 1x1, whose one pixel centre is (0, 0).
+    assert [k for k in injected if before[k].any() or not after[k].any()] == [
+        "G/head_0/position_kernel_0",
+        "G/head_0/position_kernel_1",
+    ]
+    # The G step's noise comes from the batch's stream position (so a resumed run draws it again): the
+    # same batch gives the same loss, another position another one.
+    for w in trainer.generator.weights:
+        if "noise_strength" in w.path:
+            w.assign(tf.fill(w.shape, 0.5))
+    first, _ = trainer.generator_losses(batch, training=False)
+    again, _ = trainer.generator_losses(batch, training=False)
+    shifted, _ = trainer.generator_losses(dict(batch, index=batch["index"] + 100), training=False)
+    assert float(first) == float(again)
+    assert float(first) != float(shifted)

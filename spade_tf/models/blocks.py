@@ -1,6 +1,7 @@
 """The SPADE residual block."""
 
 import keras
+import tensorflow as tf
 
 from spade_tf.models import ops
 from spade_tf.models.conv import Conv2D
@@ -24,9 +25,22 @@ class SPADEResBlock(keras.layers.Layer):
         use_spectral_norm: spectral norm on conv_0, conv_1 and conv_s.
         spade: keyword arguments of the block's `SPADE` layers (param_free_norm, kernel_size,
             hidden_filters, fast, gather_impl; see `SPADE`), passed on unread; None = SPADE's defaults.
+        noise_injection: add per-pixel noise after conv_0 and conv_1, scaled by a learned
+            per-channel strength that starts at 0 (StyleGAN's noise inputs; not in the official
+            SPADE). Inside a region of one class every SPADE modulation is the same, so without a
+            source of per-pixel randomness the block can only paint the texture of a region as a
+            smooth or fixed pattern; the noise gives it random-phase texture (grass, sand, foam).
+        position_injection: add a learned linear function of the pixel's (y, x) position in the
+            image after conv_0 and conv_1 (weights start at 0; not in the official SPADE). For the
+            same reason the block cannot tell where in a region it is: a sky's vertical gradient
+            must then be pieced together from zero padding and the nearest-neighbour upsampling's
+            blocks, which leaves horizontal bands.
 
-    Call: `block(x, segmap, training=False, taps=None)`; `taps` is an optional
-    `LabelTaps` at x's size, shared by the block's SPADE layers.
+    Call: `block(x, segmap, training=False, taps=None, noise=None, position=None)`; `taps` is an
+    optional `LabelTaps` at x's size, shared by the block's SPADE layers; `noise` ([N or 1, H, W, 2]
+    at x's size: one map for conv_0, one for conv_1) is used with `noise_injection`, `position`
+    ([1, H, W, 2]: y and x in [-1, 1], top left to bottom right) with `position_injection`; None adds
+    nothing.
 
     Reference: https://arxiv.org/abs/1903.07291 (Fig. 10).
     """
@@ -38,9 +52,13 @@ class SPADEResBlock(keras.layers.Layer):
         label_channels,
         use_spectral_norm=True,
         spade=None,
+        noise_injection=False,
+        position_injection=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.noise_injection = bool(noise_injection)
+        self.position_injection = bool(position_injection)
         self.input_filters = int(input_filters)
         self.filters = int(filters)
         self.label_channels = int(label_channels)
@@ -72,6 +90,7 @@ class SPADEResBlock(keras.layers.Layer):
         if self.learned_shortcut:
             self.conv_s = conv(self.input_filters, self.filters, 1, "conv_s", use_bias=False)
             self.norm_s = spade(self.input_filters, "norm_s")
+        self.middle_filters = middle
 
     def build(self, x_shape=None, segmap_shape=None):
         seg = (None, None, None, self.label_channels)
@@ -81,11 +100,33 @@ class SPADEResBlock(keras.layers.Layer):
         self.conv_1.build()
         if self.learned_shortcut:
             self.conv_s.build()
+        widths = (self.middle_filters, self.filters)
+        if self.noise_injection:
+            self.noise_strength_0, self.noise_strength_1 = (
+                self.add_weight(shape=(c,), initializer="zeros", name=f"noise_strength_{i}")
+                for i, c in enumerate(widths)
+            )
+        if self.position_injection:
+            self.position_kernel_0, self.position_kernel_1 = (
+                self.add_weight(shape=(2, c), initializer="zeros", name=f"position_kernel_{i}")
+                for i, c in enumerate(widths)
+            )
 
     def _norms(self):
         return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
 
-    def call(self, x, segmap, training=False, taps=None):
+    def _inject(self, x, index, noise, position):
+        """Adds conv `index`'s noise map and position function, where they are on and given."""
+        if self.noise_injection and noise is not None:
+            strength = self.noise_strength_0 if index == 0 else self.noise_strength_1
+            x = x + tf.cast(noise[..., index : index + 1], x.dtype) * tf.cast(strength, x.dtype)
+        if self.position_injection and position is not None:
+            kernel = self.position_kernel_0 if index == 0 else self.position_kernel_1
+            position, kernel = tf.cast(position, x.dtype), tf.cast(kernel, x.dtype)
+            x = x + position[..., 0:1] * kernel[0] + position[..., 1:2] * kernel[1]
+        return x
+
+    def call(self, x, segmap, training=False, taps=None, noise=None, position=None):
         if self.norm_0.fast and taps is None:
             taps = self.norm_0.label_taps(segmap, ops.spatial_size(x))
         kw = dict(training=training, taps=taps)
@@ -94,7 +135,9 @@ class SPADEResBlock(keras.layers.Layer):
         else:
             x_s = x
         dx = self.conv_0(ops.leaky_relu(self.norm_0(x, segmap, **kw)), training=training)
+        dx = self._inject(dx, 0, noise, position)
         dx = self.conv_1(ops.leaky_relu(self.norm_1(dx, segmap, **kw)), training=training)
+        dx = self._inject(dx, 1, noise, position)
         return x_s + dx
 
     def get_config(self):
@@ -105,6 +148,8 @@ class SPADEResBlock(keras.layers.Layer):
             label_channels=self.label_channels,
             use_spectral_norm=self.use_spectral_norm,
             spade=self.spade,
+            noise_injection=self.noise_injection,
+            position_injection=self.position_injection,
         )
         return config
 

@@ -1,6 +1,9 @@
 """The SPADE generator."""
 
+import functools
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from spade_tf.models import ops
@@ -43,14 +46,17 @@ class SPADEGenerator(keras.Model):
     and `aspect_ratio`), reshaped channel-major like the official `.view`;
     the output size is then fixed and the semantic map may have any size.
 
-    Call: `G(semantics, z=None, training=False, one_hot=False)` with NHWC
+    Call: `G(semantics, z=None, training=False, one_hot=False, noise_seed=None)` with NHWC
     float semantics (one-hot labels, then the instance-edge channel); returns
     NHWC images in [-1, 1], float32. With a VAE and no z, z is drawn from
     N(0, 1). `one_hot=True` says the map was made from integer ids
     (`preprocessing.make_semantics`, as training and inference do): the fast
     path then skips its per-call check of the map and the plain-conv fallback
     for soft maps (exports then hold no IF op). With a soft map it would be
-    wrong, so it is off by default.
+    wrong, so it is off by default. With `noise_injection`, `noise_seed` (an
+    int [2] tensor; training passes one per step) draws fresh noise maps;
+    without it every call uses the same fixed maps (made from a constant
+    seed, tiled to any size), so inference and exports are deterministic.
 
     Args:
         semantic_channels: channels of the semantic map (label_nc, +1 with a
@@ -67,6 +73,14 @@ class SPADEGenerator(keras.Model):
             passed to the blocks unread; None = SPADE's defaults. With
             `fast` (the default) the label codes are computed once per call
             and resized once per resolution for all SPADE layers there.
+        noise_injection: per-pixel noise in every residual block, scaled by
+            learned per-channel strengths that start at 0 (see
+            `SPADEResBlock`; not in the official SPADE, whose checkpoints
+            have it off).
+        position_injection: a learned linear function of each pixel's (y, x)
+            position in every residual block (see `SPADEResBlock`; not in
+            the official SPADE): smooth gradients (a sky's) without the
+            horizontal bands the blocks otherwise piece them together with.
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
@@ -87,9 +101,13 @@ class SPADEGenerator(keras.Model):
         latent_dim=256,
         use_spectral_norm=True,
         spade=None,
+        noise_injection=False,
+        position_injection=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.noise_injection = bool(noise_injection)
+        self.position_injection = bool(position_injection)
         self.semantic_channels = int(semantic_channels)
         self.base_filters = int(base_filters)
         self.num_upsampling_layers = num_upsampling_layers
@@ -116,7 +134,15 @@ class SPADEGenerator(keras.Model):
 
         def block(fin, fout, name):
             return SPADEResBlock(
-                fin, fout, self.semantic_channels, self.use_spectral_norm, self.spade, name=name, dtype=dtype
+                fin,
+                fout,
+                self.semantic_channels,
+                self.use_spectral_norm,
+                self.spade,
+                noise_injection=self.noise_injection,
+                position_injection=self.position_injection,
+                name=name,
+                dtype=dtype,
             )
 
         self.head_0 = block(16 * nf, 16 * nf, "head_0")
@@ -172,7 +198,23 @@ class SPADEGenerator(keras.Model):
                     f"{self.num_upsampling_layers!r}); resize or pad the label map."
                 )
 
-    def call(self, semantics, z=None, training=False, one_hot=False):
+    def _noise(self, index, level, x, noise_seed):
+        """Block `index`'s two noise maps at x's size (`level` upsamplings above the latent grid):
+        fresh from `noise_seed`, else the fixed ones."""
+        if not self.noise_injection:
+            return None
+        shape = tf.shape(x)
+        if noise_seed is not None:
+            seed = tf.random.experimental.stateless_fold_in(tf.cast(noise_seed, tf.int64), index)
+            return tf.random.stateless_normal([shape[0], shape[1], shape[2], 2], seed=seed)
+        # The fixed maps are made at the training size of each level (an exact fit for a VAE,
+        # whose output size is fixed) and tiled for larger inputs.
+        size = (self.grid_height * 2**level, self.grid_width * 2**level)
+        fixed = tf.constant(_fixed_noise(index, *size))
+        reps = tf.stack([1, shape[1] // size[0] + 1, shape[2] // size[1] + 1, 1])
+        return tf.tile(fixed, reps)[:, : shape[1], : shape[2], :]
+
+    def call(self, semantics, z=None, training=False, one_hot=False, noise_seed=None):
         self._check_semantics(semantics)
         nf = self.base_filters
         if self.use_vae:
@@ -199,17 +241,23 @@ class SPADEGenerator(keras.Model):
             def taps(x):
                 return None
 
-        x = self.head_0(x, semantics, training=training, taps=taps(x))
+        def run(index, block, x, level, level_taps):
+            noise = self._noise(index, level, x, noise_seed)
+            position = _position_map(x) if self.position_injection else None
+            return block(x, semantics, training=training, taps=level_taps, noise=noise, position=position)
+
+        x = run(0, self.head_0, x, 0, taps(x))
         x = ops.upsample_nearest_2x(x)
-        level = taps(x)
-        x = self.G_middle_0(x, semantics, training=training, taps=level)
+        level, level_taps = 1, taps(x)
+        x = run(1, self.G_middle_0, x, level, level_taps)
         if self.num_upsampling_layers in ("more", "most"):
             x = ops.upsample_nearest_2x(x)
-            level = taps(x)
-        x = self.G_middle_1(x, semantics, training=training, taps=level)
-        for block in self.blocks()[3:]:
+            level, level_taps = 2, taps(x)
+        x = run(2, self.G_middle_1, x, level, level_taps)
+        for index, block in enumerate(self.blocks()[3:], start=3):
             x = ops.upsample_nearest_2x(x)
-            x = block(x, semantics, training=training, taps=taps(x))
+            level += 1
+            x = run(index, block, x, level, taps(x))
         x = self.conv_img(ops.leaky_relu(x))
         # float32 out under mixed precision (the variable dtype).
         return tf.cast(tf.tanh(x), self.variable_dtype)
@@ -228,8 +276,29 @@ class SPADEGenerator(keras.Model):
             "latent_dim": self.latent_dim,
             "use_spectral_norm": self.use_spectral_norm,
             "spade": self.spade,
+            "noise_injection": self.noise_injection,
+            "position_injection": self.position_injection,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**upgrade_spade_arguments(config))
+
+
+def _position_map(x):
+    """[1, H, W, 2] of x's pixel centres: y and x from -1 (top, left) to 1 (bottom, right)."""
+    shape = tf.shape(x)
+
+    def centres(n):
+        return (tf.range(n, dtype=tf.float32) + 0.5) / tf.cast(n, tf.float32) * 2.0 - 1.0
+
+    ys, xs = centres(shape[1]), centres(shape[2])
+    grid = tf.stack([tf.tile(ys[:, None], [1, shape[2]]), tf.tile(xs[None, :], [shape[1], 1])], axis=-1)
+    return grid[None]
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_noise(index, height, width):
+    """Block `index`'s fixed noise maps, [1, height, width, 2] float32, the same in every process."""
+    rng = np.random.default_rng([20190307, index, height, width])
+    return rng.standard_normal((1, height, width, 2)).astype(np.float32)

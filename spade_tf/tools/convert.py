@@ -413,6 +413,12 @@ def encoder_from_official(state_dict, options):
 
 def generator_to_official(generator):
     """The official state dict (numpy arrays) of a SPADEGenerator."""
+    extras = [name for name in ("noise_injection", "position_injection") if getattr(generator, name)]
+    if extras:
+        raise ValueError(
+            f"this generator has {' and '.join(extras)} (model.*), which the official SPADEGenerator "
+            "does not have: it has no official state dict."
+        )
     return _export(generator_entries(generator))
 
 

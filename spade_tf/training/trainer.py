@@ -267,6 +267,15 @@ class GANTrainer:
         noise = tf.map_fn(one, tf.cast(index, tf.int64), fn_output_signature=tf.float32)
         return tf.cast(noise, self.generator.variable_dtype)
 
+    def _image_noise_seed(self, batch, salt):
+        # The generator's noise maps (model.noise_injection), from the batch's first stream position:
+        # reproduced on resume. (Per batch, not per example: cheaper, but a different split over
+        # replicas draws different maps.)
+        if not self.generator.noise_injection:
+            return None
+        seed = tf.stack([tf.constant(self.seed * 2 + salt, tf.int64), tf.cast(batch["index"][0], tf.int64)])
+        return tf.random.experimental.stateless_fold_in(seed, 1)
+
     def _encode_z(self, batch, real, salt, training=True):
         mu, logvar = self.encoder(real, training=training)
         return mu + self._noise(batch["index"], salt) * tf.exp(0.5 * logvar), mu, logvar
@@ -297,7 +306,8 @@ class GANTrainer:
         if self.encoder is not None:
             z, mu, logvar = self._encode_z(batch, real, salt=0, training=training)
             kl = losses.kl_divergence_loss(mu, logvar, lambda_kld)
-        fake = self.generator(semantics, z, training=training, one_hot=True)
+        noise_seed = self._image_noise_seed(batch, salt=0)
+        fake = self.generator(semantics, z, training=training, one_hot=True, noise_seed=noise_seed)
         fake_out, real_out = self._discriminate(semantics, fake, real, training)
         gan = losses.generator_hinge_loss(fake_out)
         zero = tf.zeros_like(gan)
@@ -320,7 +330,10 @@ class GANTrainer:
         z = None
         if self.encoder is not None:
             z, _, _ = self._encode_z(batch, real, salt=1, training=training)
-        fake = tf.stop_gradient(self.generator(semantics, z, training=training, one_hot=True))
+        noise_seed = self._image_noise_seed(batch, salt=1)
+        fake = tf.stop_gradient(
+            self.generator(semantics, z, training=training, one_hot=True, noise_seed=noise_seed)
+        )
         fake_out, real_out = self._discriminate(semantics, fake, real, training)
         d_fake, d_real = losses.discriminator_hinge_loss(fake_out, real_out)
         return (d_fake + d_real) * weight, {"D_Fake": d_fake, "D_real": d_real}
