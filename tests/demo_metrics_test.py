@@ -71,9 +71,23 @@ def test_style_fidelity(data):
     right = dm.style_fidelity(classifier, images, looks)
     assert right["style_accuracy"] >= 0.95
     assert set(right["style_accuracy_per_look"]) == set(demo.LOOKS)
-    # Claiming every image was made from an exemplar of the next look: (almost) all wrong.
+    for look in demo.LOOKS:
+        assert sum(right["style_confusion"][look].values()) == pytest.approx(1.0)
+        assert right["style_confusion"][look][look] == pytest.approx(right["style_accuracy_per_look"][look])
+    # Claiming every image was made from an exemplar of the next look: (almost) all wrong, and the
+    # confusion says which look they came out as (the one before).
     shifted = [demo.LOOKS[(demo.LOOKS.index(v) + 1) % len(demo.LOOKS)] for v in looks]
-    assert dm.style_fidelity(classifier, images, shifted)["style_accuracy"] <= 0.05
+    wrong = dm.style_fidelity(classifier, images, shifted)
+    assert wrong["style_accuracy"] <= 0.05
+    for i, look in enumerate(demo.LOOKS):
+        assert wrong["style_confusion"][look][demo.LOOKS[i - 1]] >= 0.95
+    table = dm.format_demo_report({"num_maps": 1, "num_looks": 4, "num_seeds": 8, **wrong})
+    assert f"  {demo.LOOKS[1]}" in table and f", else {demo.LOOKS[0]} " in table
+    # Only the images of the looks given have a row.
+    assert (
+        dm.style_fidelity(classifier, images[:2], [demo.LOOKS[0]] * 2)["style_confusion"][demo.LOOKS[1]]
+        is None
+    )
 
 
 def test_looks_covered_and_seed_distance_on_constructed_inputs(data):

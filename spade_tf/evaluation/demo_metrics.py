@@ -210,17 +210,29 @@ def style_fidelity(classifier, images, exemplar_looks):
 
     Returns:
         {"style_accuracy": fraction of images classified as their exemplar's look,
-        "style_accuracy_per_look": {look: that fraction among images of that exemplar look, None if none}}.
+        "style_accuracy_per_look": {look: that fraction among images of that exemplar look, None if none},
+        "style_confusion": {exemplar look: {look classified: fraction of that exemplar look's images},
+        None if none}: which look a failing style comes out as}.
     """
     truth = np.asarray(list(exemplar_looks))
     if len(truth) != len(images):
         raise ValueError(f"{len(images)} images but {len(truth)} exemplar looks")
-    right = classifier.predict(images) == truth
-    per_look = {
-        look: (float(right[truth == look].mean()) if np.any(truth == look) else None)
-        for look in classifier.looks
+    predicted = classifier.predict(images)
+    right = predicted == truth
+    per_look, confusion = {}, {}
+    for look in classifier.looks:
+        mine = truth == look
+        per_look[look] = float(right[mine].mean()) if np.any(mine) else None
+        confusion[look] = (
+            {other: float(np.mean(predicted[mine] == other)) for other in classifier.looks}
+            if np.any(mine)
+            else None
+        )
+    return {
+        "style_accuracy": float(right.mean()),
+        "style_accuracy_per_look": per_look,
+        "style_confusion": confusion,
     }
-    return {"style_accuracy": float(right.mean()), "style_accuracy_per_look": per_look}
 
 
 def looks_covered(predicted_looks):
@@ -501,6 +513,7 @@ def demo_report(
     report.update(
         style_accuracy=None,
         style_accuracy_per_look=None,
+        style_confusion=None,
         looks_per_map=None,
         seed_pixel_distance=None,
         num_looks=len(classifier.looks),
@@ -530,6 +543,15 @@ def _number(value, fmt="{:.3f}"):
     return "-" if value is None else fmt.format(value)
 
 
+def _taken_for(look, classified):
+    """', else <look> <fraction>': the look that an exemplar look's images most often come out as instead."""
+    others = {other: v for other, v in (classified or {}).items() if other != look and v > 0}
+    if not others:
+        return ""
+    other = max(others, key=others.get)
+    return f", else {other} {others[other]:.2f}"
+
+
 def format_demo_report(report):
     """The report of `demo_report` as an aligned two-column text table, per-class and per-look rows indented."""
     rows = [("maps", str(report["num_maps"]))]
@@ -548,8 +570,9 @@ def format_demo_report(report):
         )
     else:
         rows.append((f"style accuracy ({looks} looks)", _number(report.get("style_accuracy"))))
+        confusion = report.get("style_confusion") or {}
         for look, value in (report.get("style_accuracy_per_look") or {}).items():
-            rows.append((f"  {look}", _number(value)))
+            rows.append((f"  {look}", _number(value) + _taken_for(look, confusion.get(look))))
         rows.append(
             (
                 f"looks covered by {seeds or '-'} seeds (of {looks})",
