@@ -218,18 +218,18 @@ def style_fidelity(classifier, images, exemplar_looks):
     if len(truth) != len(images):
         raise ValueError(f"{len(images)} images but {len(truth)} exemplar looks")
     predicted = classifier.predict(images)
-    right = predicted == truth
-    per_look, confusion = {}, {}
-    for look in classifier.looks:
-        mine = truth == look
-        per_look[look] = float(right[mine].mean()) if np.any(mine) else None
-        confusion[look] = (
-            {other: float(np.mean(predicted[mine] == other)) for other in classifier.looks}
-            if np.any(mine)
+    confusion = {
+        look: (
+            {other: float(np.mean(predicted[truth == look] == other)) for other in classifier.looks}
+            if np.any(truth == look)
             else None
         )
+        for look in classifier.looks
+    }
+    # A look's accuracy is its confusion row's diagonal.
+    per_look = {look: None if row is None else row[look] for look, row in confusion.items()}
     return {
-        "style_accuracy": float(right.mean()),
+        "style_accuracy": float(np.mean(predicted == truth)),
         "style_accuracy_per_look": per_look,
         "style_confusion": confusion,
     }
