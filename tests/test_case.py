@@ -52,6 +52,13 @@ def copy_weights(source, target):
     target.set_weights(source.get_weights())
 
 
+def fill_weights(model, kinds, value):
+    """Sets every weight of `model` whose path contains one of `kinds` (e.g. "noise_strength") to `value`."""
+    for w in model.weights:
+        if any(kind in w.path for kind in kinds):
+            w.assign(np.full(w.shape, value, w.dtype))
+
+
 def save_and_load(model, tmp_path):
     path = os.path.join(str(tmp_path), "model.keras")
     model.save(path)

@@ -11,7 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 from spade_tf.serving import export_lib
 from spade_tf.serving.inference import load_synthesizer
 from tests.export_test import coarse_labels, shared_bundle
-from tests.test_case import tiny_bundle
+from tests.test_case import fill_weights, tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +148,6 @@ def test_onnx_without_tf2onnx_says_what_to_install(exported, monkeypatch):
         export_lib.export_onnx(exported[0], exported[1])
 
 
-def _set_injection(generator, kind, value):
-    for w in generator.weights:
-        if kind in w.path:
-            w.assign(tf.fill(w.shape, value))
-
-
 def test_noise_and_position_injection_export(tmp_path):
     # A generator with noise injection (model.noise_injection) synthesizes with fixed noise maps (constants
     # in the graph), and position injection adds a function of the pixel position: the SavedModel and the
@@ -162,8 +156,7 @@ def test_noise_and_position_injection_export(tmp_path):
         tmp_path / "noise", use_vae=True, noise_injection=True, position_injection=True, responsive=True
     )
     synth = load_synthesizer(path)
-    _set_injection(synth.generator, "noise_strength", 0.3)
-    _set_injection(synth.generator, "position_kernel", 0.3)
+    fill_weights(synth.generator, ("noise_strength", "position_kernel"), 0.3)
     labels = coarse_labels(2, seed=3)
     seeds = np.array([4, 5], np.int32)
     expected = synth.generate(labels, labels, seeds=seeds)
@@ -182,6 +175,6 @@ def test_noise_and_position_injection_export(tmp_path):
     np.testing.assert_allclose(lite["images_float"], keras_float, atol=1e-4, rtol=0)
     # Both are in the image: without either (weights 0) the pixels move by more than the tolerance.
     for kind in ("noise_strength", "position_kernel"):
-        _set_injection(synth.generator, kind, 0.0)
+        fill_weights(synth.generator, (kind,), 0.0)
         assert np.abs(synth.generate_float(labels, labels, z).numpy() - keras_float).max() > 1e-2
-        _set_injection(synth.generator, kind, 0.3)
+        fill_weights(synth.generator, (kind,), 0.3)

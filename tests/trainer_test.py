@@ -24,7 +24,7 @@ from spade_tf.data import setup as data_setup
 from spade_tf.models.bundle import save_bundle
 from spade_tf.training import train_lib
 from spade_tf.training.trainer import is_power_iteration_vector, trainer_from_config
-from tests.test_case import two_cpu_strategy
+from tests.test_case import fill_weights, two_cpu_strategy
 from tests.train_worker import apply_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -503,9 +503,7 @@ def test_noise_and_position_injection_train_and_draw_noise_from_the_stream_posit
     ]
     # The G step's noise comes from the batch's stream position (so a resumed run draws it again): the
     # same batch gives the same loss, another position another one.
-    for w in trainer.generator.weights:
-        if "noise_strength" in w.path:
-            w.assign(tf.fill(w.shape, 0.5))
+    fill_weights(trainer.generator, ("noise_strength",), 0.5)
     first, _ = trainer.generator_losses(batch, training=False)
     again, _ = trainer.generator_losses(batch, training=False)
     shifted, _ = trainer.generator_losses(dict(batch, index=batch["index"] + 100), training=False)
