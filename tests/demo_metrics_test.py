@@ -155,6 +155,40 @@ def test_texture_ratio_of_real_images_and_a_blurred_copy(data):
     assert few["texture_ratio"] is None and set(few["texture_ratio_per_class"].values()) == {None}
 
 
+def test_horizontal_step_share_reads_stripe_directions():
+    labels = np.zeros((1, 8, 8), np.int64)
+    labels[0, 4:] = 1
+    images = np.zeros((1, 8, 8, 3), np.uint8)
+    images[0, :4, 1::2] = 200  # class 0: vertical stripes, steps only left-right
+    images[0, 4::2] = 90  # class 1: horizontal stripes, steps only up-down (rows 4 and 6)
+    share, pairs = dm.horizontal_step_share(images, labels, 3)
+    np.testing.assert_allclose(share[:2], [1.0, 0.0])
+    assert np.isnan(share[2]) and pairs.tolist() == [24, 24, 0]  # class 2 is absent
+    with pytest.raises(ValueError, match="does not match"):
+        dm.horizontal_step_share(images, labels[:, :4], 3)
+
+
+def test_streak_gap_finds_vertical_streaks_in_the_sky(data):
+    images, labels = data["images"], data["labels"]
+    itself = dm.streak_shares(images, images, labels)
+    assert itself["streak_gap"] == 0.0
+    real = itself["horizontal_step_share_real_per_class"]
+    # Measured on the 64 validation photos: the sky changes from top to bottom (0.10), water in horizontal
+    # ripples (0.06), grass in vertical blades (0.78).
+    assert real["sky"] < 0.2 and real["water"] < 0.2 and real["grass"] > 0.6
+    streaked = images.copy()
+    columns = np.zeros_like(streaked[0, :, :, 0], bool)
+    columns[:, ::2] = True
+    sky = (labels == demo.CLASS_NAMES.index("sky")) & columns
+    streaked[sky] = (streaked[sky].astype(np.int64) * 7 // 10).astype(np.uint8)  # every other column darker
+    found = dm.streak_shares(streaked, images, labels)
+    assert found["streak_class"] == "sky" and found["streak_gap"] > 0.5
+    assert found["horizontal_step_share_synthesized_per_class"]["sky"] > 0.7
+    # A class with too few neighbour pairs gets no share rather than a noisy one.
+    few = dm.streak_shares(images, images, labels, min_pairs=10**9)
+    assert few["streak_gap"] is None and few["streak_class"] is None
+
+
 def _fake_synthesizer(images, blur=False):
     """A stand-in generator: the style image when given (a perfect style copier), else real image number seed."""
 
@@ -180,14 +214,20 @@ def test_demo_report_with_a_stand_in_synthesizer(data):
     assert report["num_maps"] == 64 and report["num_looks"] == 4 and report["num_seeds"] == 8
     # Each map from its own photo: the real image back, so label consistency and texture are perfect.
     assert report["oracle_miou_ratio"] == pytest.approx(1.0)
-    assert report["texture_ratio"] == 1.0
+    assert report["texture_ratio"] == 1.0 and report["streak_gap"] == 0.0
     # Exemplars of each look (never the map's own photo) come back as they are.
     assert report["style_accuracy"] >= 0.95
     # Seeds 0..7 give real images 0..7, whose looks go round: all four looks per map.
     assert report["looks_per_map"] == 4.0
     assert report["seed_pixel_distance"] > 10
     table = dm.format_demo_report(report)
-    for text in ("style accuracy (4 looks)", "looks covered by 8 seeds (of 4)", "texture ratio", "  rock"):
+    for text in (
+        "style accuracy (4 looks)",
+        "looks covered by 8 seeds (of 4)",
+        "texture ratio",
+        "  rock",
+        "streaks",
+    ):
         assert text in table
 
     blurry = dm.demo_report(

@@ -10,6 +10,10 @@ what GauGAN is known for; all but the first are NumPy on uint8 images:
 - diversity: images from several random latents per map: how many looks they cover, and how far apart they are;
 - texture: per class, the mean local contrast of synthesized pixels over that of real pixels of the same maps.
 
+Beside them, streaks (`streak_shares`): per class, how much of the luminance change between neighbouring pixels
+runs left-right rather than up-down, in synthesized and in real images; vertical streaks across a sky, whose
+photos change only from top to bottom, raise it, horizontal bands lower it.
+
 Example:
 
     root = demo.generate_demo_dataset()
@@ -422,6 +426,80 @@ def texture_ratios(
     }
 
 
+def horizontal_step_share(images, labels, num_classes):
+    """Per class, mean |left-right luminance step| over the sum of the mean left-right and up-down steps.
+
+    Steps are between 4-neighbours that both have the class (a step across a class border is an edge, not
+    the texture). 0 means the class changes only from top to bottom (a sky's gradient, horizontal bands),
+    1 only from left to right (vertical streaks), 0.5 no preferred direction.
+
+    Args:
+        images: (N, H, W, 3) uint8 or float in [-1, 1].
+        labels: (N, H, W) class ids of those images.
+        num_classes: number of classes K.
+
+    Returns:
+        share: (K,) float64, NaN for a class with no pair of neighbours or no step at all;
+        pairs: (K,) int64, the smaller of its left-right and up-down neighbour pair counts.
+    """
+    labels = np.asarray(labels)
+    lum = luminance(images)
+    if labels.shape != lum.shape:
+        raise ValueError(f"labels shape {labels.shape} does not match images shape {lum.shape}")
+    dx = np.abs(np.diff(lum, axis=2))
+    dy = np.abs(np.diff(lum, axis=1))
+    share = np.full(num_classes, np.nan)
+    pairs = np.zeros(num_classes, np.int64)
+    for k in range(num_classes):
+        inside = labels == k
+        across = inside[:, :, 1:] & inside[:, :, :-1]
+        down = inside[:, 1:, :] & inside[:, :-1, :]
+        pairs[k] = min(across.sum(), down.sum())
+        if pairs[k] == 0:
+            continue
+        mean_x, mean_y = dx[across].mean(), dy[down].mean()
+        if mean_x + mean_y > 0:
+            share[k] = mean_x / (mean_x + mean_y)
+    return share, pairs
+
+
+def streak_shares(synthesized, real, labels, class_names=demo.CLASS_NAMES, min_pairs=25):
+    """`horizontal_step_share` of synthesized and real images per class, and the largest gap between them.
+
+    A generator that draws each class with the photos' directions scores a gap near 0; vertical streaks
+    across a sky (real share ~0.1) or water give a large one. A measure of direction, not of strength:
+    `texture_ratios` says how strong the texture is.
+
+    Args:
+        synthesized: (N, H, W, 3) images made from `labels`, uint8 or float in [-1, 1].
+        real: (N, H, W, 3) the real images of those label maps.
+        labels: (N, H, W) class ids.
+        class_names: one name per class id.
+        min_pairs: classes with fewer neighbour pairs than this get no share (None).
+
+    Returns:
+        {"streak_gap": the largest |synthesized - real| share over the classes that have both (None if none),
+        "streak_class": that class's name, "horizontal_step_share_synthesized_per_class",
+        "horizontal_step_share_real_per_class": {class name: float or None}}.
+    """
+    k = len(class_names)
+    fake, pairs = horizontal_step_share(synthesized, labels, k)
+    true, _ = horizontal_step_share(real, labels, k)
+    ok = (pairs >= min_pairs) & np.isfinite(fake) & np.isfinite(true)
+    gaps = np.where(ok, np.abs(fake - np.where(ok, true, 0.0)), -1.0)
+    worst = int(np.argmax(gaps))
+
+    def named(values):
+        return {name: (float(values[i]) if ok[i] else None) for i, name in enumerate(class_names)}
+
+    return {
+        "streak_gap": float(gaps[worst]) if ok.any() else None,
+        "streak_class": class_names[worst] if ok.any() else None,
+        "horizontal_step_share_synthesized_per_class": named(fake),
+        "horizontal_step_share_real_per_class": named(true),
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------------
@@ -482,7 +560,7 @@ def demo_report(
 
     Returns:
         A JSON-ready dict: "num_maps"; with an oracle, `oracle.oracle_scores`'s four figures and
-        "oracle_miou_ratio"; `texture_ratios`'s; for VAE models `style_fidelity`'s, `seed_diversity`'s,
+        "oracle_miou_ratio"; `texture_ratios`'s and `streak_shares`'s; for VAE models `style_fidelity`'s, `seed_diversity`'s,
         "num_looks" and "num_seeds" (None for the figures left out).
     """
     labels = np.asarray(labels)
@@ -509,6 +587,7 @@ def demo_report(
         real_miou = report["oracle_miou_real"]
         report["oracle_miou_ratio"] = report["oracle_miou_synthesized"] / real_miou if real_miou > 0 else None
     report.update(texture_ratios(own, real_images, labels, class_names))
+    report.update(streak_shares(own, real_images, labels, class_names))
 
     report.update(
         style_accuracy=None,
@@ -588,6 +667,18 @@ def format_demo_report(report):
     rows.append(("texture ratio (5x5 contrast, mean of classes)", _number(report.get("texture_ratio"))))
     for name, value in (report.get("texture_ratio_per_class") or {}).items():
         rows.append((f"  {name}", _number(value)))
+    if "streak_gap" in report:
+        worst = report.get("streak_class")
+        rows.append(
+            (
+                "streaks (left-right step share, max gap)",
+                _number(report.get("streak_gap")) + (f" ({worst})" if worst else ""),
+            )
+        )
+        real = report.get("horizontal_step_share_real_per_class") or {}
+        for name, value in (report.get("horizontal_step_share_synthesized_per_class") or {}).items():
+            if value is not None:
+                rows.append((f"  {name}", f"{value:.2f} vs real {real[name]:.2f}"))
     return "\n".join(f"{label:<44} {text}" for label, text in rows)
 
 

@@ -38,6 +38,8 @@ FIGURE_NOTES = {
     "looks_per_map": "demo: how many looks images from 8 random seeds of one map cover, mean over maps",
     "seed_pixel_distance": "demo: mean absolute pixel difference between images of one map from different seeds",
     "texture_ratio": "demo: per class, the 5x5 local contrast of synthesized over real pixels; mean over classes",
+    "streak_gap": "demo: per class, the share of left-right in all neighbour luminance steps, synthesized vs real; "
+    "the largest gap over classes (vertical streaks in a sky raise it)",
     "kid_oracle": "KID on the demo oracle's features (raw; spade-evaluate prints it x1000)",
     "fid": "Frechet Inception distance (pytorch-fid's Inception); lower is better; compare at equal image counts",
     "kid": "kernel Inception distance (raw; spade-evaluate prints it x1000)",
