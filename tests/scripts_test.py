@@ -99,6 +99,28 @@ def test_bundled_config_names_resolve_and_paths_stay_paths():
         resolve_config_spec("ade30k")
 
 
+def test_demo_long_is_the_default_with_more_steps_and_a_weaker_kl_term():
+    # The README's measured long run: these three keys and nothing else differ from the first command's config.
+    default = load_config_file("demo").to_dict()
+    long = load_config_file("demo:long").to_dict()
+    changed = {
+        (section, key): (default[section][key], long[section][key])
+        for section in default
+        if isinstance(default[section], dict)
+        for key in default[section]
+        if default[section][key] != long[section][key]
+    }
+    assert changed == {
+        ("train", "max_steps"): (1000, 3000),
+        ("train", "lambda_kld"): (0.05, 0.01),
+        ("train", "max_seconds"): (1800, 3600),
+    }
+    assert {k for k in default if not isinstance(default[k], dict) and default[k] != long[k]} == set()
+    validate(load_config_file("demo:long"))
+    with pytest.raises(ValueError, match="choose 'small', 'long' or nothing"):
+        load_config_file("demo:longer")
+
+
 def test_train_takes_a_config_name_and_checks_overrides_against_it():
     done = _run(["train.py", "--config=demo:small", "--config.train.max_stepz=2"])
     assert done.returncode == 1
