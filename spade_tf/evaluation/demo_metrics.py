@@ -411,18 +411,19 @@ def texture_ratios(
     true, _ = texture_contrast(real, labels, k, window)
     ok = (counts >= min_windows) & (true > 0)
     ratio = np.where(ok, fake / np.where(ok, true, 1.0), np.nan)
-
-    def named(values):
-        return {
-            name: (float(v) if np.isfinite(v) and ok[i] else None)
-            for i, (name, v) in enumerate(zip(class_names, values))
-        }
-
     return {
         "texture_ratio": float(np.nanmean(ratio)) if ok.any() else None,
-        "texture_ratio_per_class": named(ratio),
-        "texture_synthesized_per_class": named(fake),
-        "texture_real_per_class": named(true),
+        "texture_ratio_per_class": _per_class(ratio, ok, class_names),
+        "texture_synthesized_per_class": _per_class(fake, ok, class_names),
+        "texture_real_per_class": _per_class(true, ok, class_names),
+    }
+
+
+def _per_class(values, ok, class_names):
+    """{class name: float} for the classes that `ok` keeps and have a finite value, None for the others."""
+    return {
+        name: (float(v) if np.isfinite(v) and ok[i] else None)
+        for i, (name, v) in enumerate(zip(class_names, values))
     }
 
 
@@ -488,15 +489,11 @@ def streak_shares(synthesized, real, labels, class_names=demo.CLASS_NAMES, min_p
     ok = (pairs >= min_pairs) & np.isfinite(fake) & np.isfinite(true)
     gaps = np.where(ok, np.abs(fake - np.where(ok, true, 0.0)), -1.0)
     worst = int(np.argmax(gaps))
-
-    def named(values):
-        return {name: (float(values[i]) if ok[i] else None) for i, name in enumerate(class_names)}
-
     return {
         "streak_gap": float(gaps[worst]) if ok.any() else None,
         "streak_class": class_names[worst] if ok.any() else None,
-        "horizontal_step_share_synthesized_per_class": named(fake),
-        "horizontal_step_share_real_per_class": named(true),
+        "horizontal_step_share_synthesized_per_class": _per_class(fake, ok, class_names),
+        "horizontal_step_share_real_per_class": _per_class(true, ok, class_names),
     }
 
 
