@@ -113,7 +113,7 @@ def test_demo_long_is_the_default_with_more_steps_and_a_weaker_kl_term():
     assert changed == {
         ("train", "max_steps"): (1000, 3000),
         ("train", "lambda_kld"): (0.05, 0.01),
-        ("train", "max_seconds"): (1800, 3600),
+        ("train", "max_seconds"): (3600, 10800),
     }
     assert {k for k in default if not isinstance(default[k], dict) and default[k] != long[k]} == set()
     validate(load_config_file("demo:long"))
