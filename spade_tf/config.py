@@ -98,6 +98,9 @@ def base_config():
     c.train.lr = 2e-4
     c.train.ttur = True  # G lr/2, D 2*lr, betas (0, 0.9); else both lr, betas (0.5, 0.999)
     c.train.d_steps_per_g = 1
+    # True: the D step judges the fakes the G step just made (before G's update, as pix2pixHD does) instead of
+    # running G again (the official order: fresh z, updated G); one G forward less per iteration.
+    c.train.reuse_fakes = False
     c.train.lambda_feat = 10.0
     c.train.lambda_vgg = 10.0
     c.train.lambda_kld = 0.05

@@ -104,9 +104,12 @@ def test_tiny_generator_count_matches_hand_sum_and_graph():
     assert _conv_count(counts) == ours
 
 
-def test_tiny_training_step_count_matches_the_traced_steps():
-    # Checks the rules of the training-step count (which gradients TF computes) on the real steps.
+@pytest.mark.parametrize("reuse_fakes", [False, True])
+def test_tiny_training_step_count_matches_the_traced_steps(reuse_fakes):
+    # Checks the rules of the training-step count (which gradients TF computes) on the real steps. With
+    # train.reuse_fakes the D step judges the G step's fakes: its traced graph holds no generator conv at all.
     config, (h, w) = configs.resolve_config(TINY)
+    config.train.reuse_fakes = reuse_fakes
     config.discriminator.num_scales = 1
     config.train.batch_size = 2
     _plain_generator(config)
@@ -120,15 +123,33 @@ def test_tiny_training_step_count_matches_the_traced_steps():
     }
     dist = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(element))))
     flops = flop_count.model_flops(configs.model_summary(config), train_batch=2)
-    for name in ("G", "D"):
-        counts = graph_flops.count_graph_flops(gan._distributed(name).get_concrete_function(dist))
+    traced = {"G": gan._distributed("G").get_concrete_function(dist)}
+    if reuse_fakes:
+        fakes = tf.zeros([2, h, w, 3])
+        traced["D"] = gan._distributed("D_given").get_concrete_function(dist, fakes)
+    else:
+        traced["D"] = gan._distributed("D").get_concrete_function(dist)
+    for name, function in traced.items():
+        counts = graph_flops.count_graph_flops(function)
         assert _conv_count(counts) == pytest.approx(flops[f"train_{name}_step"]["gflop"] * 1e9, rel=1e-12), (
             name
         )
+    if reuse_fakes:
+        # One E and G forward at batch 2 less than the official order's D step.
+        summary = configs.model_summary(config)
+        plain = flop_count.model_flops(dict(summary, reuse_fakes=False), train_batch=2)["train_D_step"]
+        forward = flop_count.model_flops(summary, batch=2)["generator_forward"]
+        assert not summary["use_vae"]  # no encoder forward to add
+        assert plain["gflop"] - flops["train_D_step"]["gflop"] == pytest.approx(forward["gflop"], rel=1e-9)
     step = flops["train_step"]
     # The official step adds D's weight gradients (G step) and first-layer input gradients (D step).
     d_layers = flop_count.discriminator_layers(configs.model_summary(config))
     extra = 2 * 4 * (sum(layer.macs for layer in d_layers) + d_layers[0].macs)  # batch 2 x (fake, real)
+    if reuse_fakes:  # and its D step's G forward
+        extra += (
+            flop_count.model_flops(configs.model_summary(config), batch=2)["generator_forward"]["mac_gflop"]
+            * 1e9
+        )
     assert step["official_convention_gflop"] * 1e9 == pytest.approx(
         step["mac_gflop"] * 1e9 + extra, rel=1e-12
     )

@@ -55,7 +55,7 @@ def _install_hooks(workdir):
 
         def distributed(self, name):
             fn = real_distributed(self, name)
-            if name == "D" and int(self.step.numpy()) + 1 == hang_in:
+            if name in ("D", "D_given") and int(self.step.numpy()) + 1 == hang_in:
                 _hang(workdir)  # G of step `hang_in` is applied, its D update not
             return fn
 

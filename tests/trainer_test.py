@@ -74,15 +74,18 @@ def _weights(trainer):
     return out
 
 
-def test_two_replicas_equal_one_after_three_steps(demo_cache):
+@pytest.mark.parametrize("reuse_fakes", [False, True])
+def test_two_replicas_equal_one_after_three_steps(demo_cache, reuse_fakes):
     # float64: in float32 the two runs' gradients differ by rounding (~1e-3
     # relative after batch norm's backward cancellations) and Adam's first
     # steps turn the sign of noise-level gradients (e.g. conv biases before
     # batch norm, exactly 0 in exact arithmetic) into +-lr moves of 1e-4.
     # In float64 the same computation agrees to ~1e-12, so 1e-5 tests the
     # distributed logic itself: loss scaling by the global batch, gradient
-    # summation, synchronized batch norm, per-example VAE noise.
+    # summation, synchronized batch norm, per-example VAE noise; with train.reuse_fakes also the
+    # per-replica fakes handed from the G step's function to the D step's.
     config = get_config("small")
+    config.train.reuse_fakes = reuse_fakes
     config.train.precision = "float64"
     config.model.use_vae = True
     config.model.latent_dim = 16

@@ -150,6 +150,7 @@ def trainer_from_config(config, strategy, steps_per_epoch, vgg_loss=None):
         d_steps_per_g=t.d_steps_per_g,
         xla=t.xla,
         ema_decay=t.ema_decay,
+        reuse_fakes=t.reuse_fakes,
     )
 
 
@@ -194,6 +195,10 @@ class GANTrainer:
             min(ema_decay, (1 + n) / (10 + n)) after n G steps, TF's ExponentialMovingAverage
             warm-up), which synthesis, evaluation and the bundle use, as imaginaire and OASIS do;
             0 synthesizes with the trained weights themselves.
+        reuse_fakes: the D step after a G step judges that G step's fakes (made before G's update, from
+            the G step's z) instead of running E and G again with a fresh z after it, as the official
+            code does: the iteration skips one E and G forward (pix2pixHD's order). G's batch statistics
+            and E's noise then advance once per iteration, not twice.
     """
 
     def __init__(
@@ -214,6 +219,7 @@ class GANTrainer:
         d_steps_per_g=1,
         xla=False,
         ema_decay=0.0,
+        reuse_fakes=False,
     ):
         self.strategy = strategy
         self.global_batch = int(global_batch_size)
@@ -223,6 +229,7 @@ class GANTrainer:
         self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.d_steps_per_g = int(d_steps_per_g)
+        self.reuse_fakes = bool(reuse_fakes)
         with strategy.scope():
             self.g_vars = list(self.generator.trainable_variables)
             if self.encoder is not None:
@@ -299,6 +306,11 @@ class GANTrainer:
         `training=False` runs E, G and D in inference mode, as the official fixture's loss
         values were computed; the G step uses `training=True`.
         """
+        loss, logs, _ = self._generator_losses(batch, training)
+        return loss, logs
+
+    def _generator_losses(self, batch, training=True):
+        # generator_losses and the fake it judged (which `reuse_fakes` hands to the D step).
         semantics, real = self.semantics(batch), batch["image"]
         weight = self._batch_weight(real)
         lambda_feat, lambda_kld = self.lambdas
@@ -317,38 +329,42 @@ class GANTrainer:
         # weights' input convention).
         vgg = tf.cast(self.vgg_loss(fake, real), gan.dtype) if self.vgg_loss is not None else zero
         loss = (gan + feat + vgg) * weight + kld
-        return loss, {"G_GAN": gan, "G_Feat": feat, "G_VGG": vgg, "G_KLD": kld}
+        return loss, {"G_GAN": gan, "G_Feat": feat, "G_VGG": vgg, "G_KLD": kld}, fake
 
-    def discriminator_losses(self, batch, training=True):
+    def discriminator_losses(self, batch, training=True, fake=None):
         """The D step's loss for one replica's batch: (total to differentiate, {term: value}).
 
         As the official D step: a fresh z, and G (and E) in train mode when `training`, so their
         batch statistics and power iterations advance again; the fake carries no gradient.
+        A given `fake` (`reuse_fakes`: the G step's) is judged instead, and E and G do not run.
         """
         semantics, real = self.semantics(batch), batch["image"]
         weight = self._batch_weight(real)
-        z = None
-        if self.encoder is not None:
-            z, _, _ = self._encode_z(batch, real, salt=1, training=training)
-        noise_seed = self._image_noise_seed(batch, salt=1)
-        fake = tf.stop_gradient(
-            self.generator(semantics, z, training=training, one_hot=True, noise_seed=noise_seed)
-        )
+        if fake is None:
+            z = None
+            if self.encoder is not None:
+                z, _, _ = self._encode_z(batch, real, salt=1, training=training)
+            noise_seed = self._image_noise_seed(batch, salt=1)
+            fake = self.generator(semantics, z, training=training, one_hot=True, noise_seed=noise_seed)
+        fake = tf.stop_gradient(fake)
         fake_out, real_out = self._discriminate(semantics, fake, real, training)
         d_fake, d_real = losses.discriminator_hinge_loss(fake_out, real_out)
         return (d_fake + d_real) * weight, {"D_Fake": d_fake, "D_real": d_real}
 
     def _g_replica_step(self, batch):
         with tf.GradientTape() as tape:
-            loss, logs = self.generator_losses(batch)
+            loss, logs, fake = self._generator_losses(batch)
             scaled = self.g_optimizer.scale_loss(loss) if hasattr(self.g_optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.g_vars)
         self.g_optimizer.apply_gradients(zip(grads, self.g_vars))
+        if self.reuse_fakes:
+            # Handed to the D step (a per-replica value between the two tf.functions).
+            return logs, tf.stop_gradient(fake)
         return logs
 
-    def _d_replica_step(self, batch):
+    def _d_replica_step(self, batch, fake=None):
         with tf.GradientTape() as tape:
-            loss, logs = self.discriminator_losses(batch)
+            loss, logs = self.discriminator_losses(batch, fake=fake)
             scaled = self.d_optimizer.scale_loss(loss) if hasattr(self.d_optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, self.d_vars)
         self.d_optimizer.apply_gradients(zip(grads, self.d_vars))
@@ -366,12 +382,28 @@ class GANTrainer:
         # The G and D steps are separate tf.functions: inside one function the
         # replicas may run the two steps' gradient all-reduces in different
         # orders, and the collectives then pair up mismatched tensors.
+        # With `reuse_fakes` the G step also returns its per-replica fakes, and "D_given" takes them.
         if name not in self._train_fns:
             replica_fn = self._replica_g if name == "G" else self._replica_d
 
-            @tf.function
-            def step(dist_batch):
-                return self._reduce(self.strategy.run(replica_fn, args=(dist_batch,)))
+            if name == "D_given":
+
+                @tf.function
+                def step(dist_batch, fakes):
+                    return self._reduce(self.strategy.run(replica_fn, args=(dist_batch, fakes)))
+
+            elif name == "G" and self.reuse_fakes:
+
+                @tf.function
+                def step(dist_batch):
+                    logs, fakes = self.strategy.run(replica_fn, args=(dist_batch,))
+                    return self._reduce(logs), fakes
+
+            else:
+
+                @tf.function
+                def step(dist_batch):
+                    return self._reduce(self.strategy.run(replica_fn, args=(dist_batch,)))
 
             self._train_fns[name] = step
         return self._train_fns[name]
@@ -380,9 +412,14 @@ class GANTrainer:
         """One iteration (G step when due, then D step); returns the reduced losses as floats."""
         logs = {}
         g_step = int(self.step.numpy()) % self.d_steps_per_g == 0
-        if g_step:
-            logs.update(self._distributed("G")(dist_batch))
-        logs.update(self._distributed("D")(dist_batch))
+        if g_step and self.reuse_fakes:
+            g_logs, fakes = self._distributed("G")(dist_batch)
+            logs.update(g_logs)
+            logs.update(self._distributed("D_given")(dist_batch, fakes))
+        else:
+            if g_step:
+                logs.update(self._distributed("G")(dist_batch))
+            logs.update(self._distributed("D")(dist_batch))
         if g_step and self.ema_generator is not None:
             # After the D step, which also advances G's and E's batch statistics and power iterations.
             self._update_average()

@@ -104,4 +104,5 @@ def model_summary(config):
         disc_scales=int(config.discriminator.num_scales),
         disc_layers=int(config.discriminator.num_layers),
         fast_spade=bool(m.spade.fast),  # not arithmetic: the same FLOPs, computed faster
+        reuse_fakes=bool(config.train.reuse_fakes),  # the D step without E and G
     )

@@ -266,7 +266,9 @@ def model_flops(summary, batch=1, train_batch=1):
         _Tally().add(generator_side, b, weight_grad=True, input_grad=needed).add(d, pair, input_grad=every)
     )
     # D step: the fake is a constant (stop_gradient), so D's first layers need no input gradient.
-    d_step = _Tally().add(generator_side, b).add(d, pair, weight_grad=True, input_grad=needed)
+    # With train.reuse_fakes it judges the G step's fakes: no E and G forward.
+    d_step = _Tally() if summary.get("reuse_fakes") else _Tally().add(generator_side, b)
+    d_step.add(d, pair, weight_grad=True, input_grad=needed)
     # The official code also computes D's weight gradients in the G step and, through
     # fake.requires_grad_(), D's first-layer input gradients in the D step.
     g_official = _Tally().add(generator_side, b, weight_grad=True, input_grad=needed)
