@@ -122,7 +122,9 @@ def test_tiny_training_step_count_matches_the_traced_steps(reuse_fakes):
         "index": tf.range(2, dtype=tf.int64),
     }
     dist = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(element))))
-    flops = flop_count.model_flops(configs.model_summary(config), train_batch=2)
+    summary = configs.model_summary(config)
+    flops = flop_count.model_flops(summary, train_batch=2)
+    forward = flop_count.model_flops(summary, batch=2)["generator_forward"]
     traced = {"G": gan._distributed("G").get_concrete_function(dist)}
     if reuse_fakes:
         fakes = tf.zeros([2, h, w, 3])
@@ -136,20 +138,15 @@ def test_tiny_training_step_count_matches_the_traced_steps(reuse_fakes):
         )
     if reuse_fakes:
         # One E and G forward at batch 2 less than the official order's D step.
-        summary = configs.model_summary(config)
         plain = flop_count.model_flops(dict(summary, reuse_fakes=False), train_batch=2)["train_D_step"]
-        forward = flop_count.model_flops(summary, batch=2)["generator_forward"]
         assert not summary["use_vae"]  # no encoder forward to add
         assert plain["gflop"] - flops["train_D_step"]["gflop"] == pytest.approx(forward["gflop"], rel=1e-9)
     step = flops["train_step"]
     # The official step adds D's weight gradients (G step) and first-layer input gradients (D step).
-    d_layers = flop_count.discriminator_layers(configs.model_summary(config))
+    d_layers = flop_count.discriminator_layers(summary)
     extra = 2 * 4 * (sum(layer.macs for layer in d_layers) + d_layers[0].macs)  # batch 2 x (fake, real)
     if reuse_fakes:  # and its D step's G forward
-        extra += (
-            flop_count.model_flops(configs.model_summary(config), batch=2)["generator_forward"]["mac_gflop"]
-            * 1e9
-        )
+        extra += forward["mac_gflop"] * 1e9
     assert step["official_convention_gflop"] * 1e9 == pytest.approx(
         step["mac_gflop"] * 1e9 + extra, rel=1e-12
     )

@@ -359,7 +359,7 @@ class GANTrainer:
         self.g_optimizer.apply_gradients(zip(grads, self.g_vars))
         if self.reuse_fakes:
             # Handed to the D step (a per-replica value between the two tf.functions).
-            return logs, tf.stop_gradient(fake)
+            return logs, fake
         return logs
 
     def _d_replica_step(self, batch, fake=None):
@@ -386,24 +386,12 @@ class GANTrainer:
         if name not in self._train_fns:
             replica_fn = self._replica_g if name == "G" else self._replica_d
 
-            if name == "D_given":
-
-                @tf.function
-                def step(dist_batch, fakes):
-                    return self._reduce(self.strategy.run(replica_fn, args=(dist_batch, fakes)))
-
-            elif name == "G" and self.reuse_fakes:
-
-                @tf.function
-                def step(dist_batch):
-                    logs, fakes = self.strategy.run(replica_fn, args=(dist_batch,))
-                    return self._reduce(logs), fakes
-
-            else:
-
-                @tf.function
-                def step(dist_batch):
-                    return self._reduce(self.strategy.run(replica_fn, args=(dist_batch,)))
+            @tf.function
+            def step(dist_batch, *fakes):
+                out = self.strategy.run(replica_fn, args=(dist_batch, *fakes))
+                if isinstance(out, tuple):  # the G step's (logs, fakes)
+                    return self._reduce(out[0]), out[1]
+                return self._reduce(out)
 
             self._train_fns[name] = step
         return self._train_fns[name]
@@ -412,14 +400,16 @@ class GANTrainer:
         """One iteration (G step when due, then D step); returns the reduced losses as floats."""
         logs = {}
         g_step = int(self.step.numpy()) % self.d_steps_per_g == 0
-        if g_step and self.reuse_fakes:
-            g_logs, fakes = self._distributed("G")(dist_batch)
+        fakes = None
+        if g_step:
+            g_logs = self._distributed("G")(dist_batch)
+            if self.reuse_fakes:
+                g_logs, fakes = g_logs
             logs.update(g_logs)
-            logs.update(self._distributed("D_given")(dist_batch, fakes))
-        else:
-            if g_step:
-                logs.update(self._distributed("G")(dist_batch))
+        if fakes is None:
             logs.update(self._distributed("D")(dist_batch))
+        else:
+            logs.update(self._distributed("D_given")(dist_batch, fakes))
         if g_step and self.ema_generator is not None:
             # After the D step, which also advances G's and E's batch statistics and power iterations.
             self._update_average()

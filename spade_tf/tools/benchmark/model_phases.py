@@ -103,18 +103,19 @@ def train(task):
     keras.utils.set_random_seed(int(task.get("seed", 0)))
     config = _variant_config(ml_collections.ConfigDict(task["config"]), task["variant"])
     trainer, dist = _training(config, task["batch"], task["height"], task["width"])
-    out = {}
     g_step = trainer._distributed("G")
+
+    def g_logs():
+        # With train.reuse_fakes the G step also returns its fakes, and the D step judges them.
+        out = g_step(dist)
+        return out[0] if trainer.reuse_fakes else out
+
+    d_step, d_args = trainer._distributed("D"), (dist,)
     if trainer.reuse_fakes:
-        # The G step also returns its fakes, and the D step judges them (train.reuse_fakes).
-        _, fakes = g_step(dist)
-        d_given = trainer._distributed("D_given")
-        out["G"] = time_calls(lambda: float(g_step(dist)[0]["G_GAN"]), task["warmup"], task["runs"])
-        out["D"] = time_calls(lambda: float(d_given(dist, fakes)["D_Fake"]), task["warmup"], task["runs"])
-    else:
-        d_step = trainer._distributed("D")
-        # Each timed call ends with reading a loss back: the step is complete.
-        out["G"] = time_calls(lambda: float(g_step(dist)["G_GAN"]), task["warmup"], task["runs"])
-        out["D"] = time_calls(lambda: float(d_step(dist)["D_Fake"]), task["warmup"], task["runs"])
+        d_step, d_args = trainer._distributed("D_given"), (dist, g_step(dist)[1])
+    out = {}
+    # Each timed call ends with reading a loss back: the step is complete.
+    out["G"] = time_calls(lambda: float(g_logs()["G_GAN"]), task["warmup"], task["runs"])
+    out["D"] = time_calls(lambda: float(d_step(*d_args)["D_Fake"]), task["warmup"], task["runs"])
     out["step"] = time_calls(lambda: trainer.train_step(dist), task["warmup"], task["runs"])
     return out
