@@ -311,6 +311,8 @@ def test_run_on_a_tiny_config_reports_every_phase(artifacts, tmp_path):
     assert {n["variant"] for n in report["not_run"]} == {"bfloat16", "xla"}
     table = format_report(report)
     assert "train_step" in table and "tiny_fp32.tflite" in table and "not run: xla" in table
+    # The report names the gradient kernels it timed: on a CPU, the forward-conv gradients by default.
+    assert report["environment"]["conv_gradients"] == "forward" and "conv gradients forward" in table
 
 
 # ---------------------------------------------------------------------------- bad input

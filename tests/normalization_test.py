@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spade_tf.models import conv as conv_module
 from spade_tf.models import ops
 from spade_tf.models.normalization import SPADE, Conv2D, InstanceNorm, ParamFreeBatchNorm
 from tests.test_case import assert_config_round_trip
@@ -194,6 +195,55 @@ def test_spade_formula(norm):
     normed = layer.param_free_norm(x, training=False)
     expected = normed * (1 + layer.mlp_gamma(actv)) + layer.mlp_beta(actv)
     np.testing.assert_allclose(out, expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kernel_size,padding,strides,spectral",
+    [(3, 1, 1, False), (3, 1, 1, True), (1, 0, 1, False), (5, 2, 1, True), (4, 2, 2, True), (4, 2, 1, False)],
+)
+def test_forward_conv_gradients_equal_tf_gradients(monkeypatch, kernel_size, padding, strides, spectral):
+    # Stride-1 SAME convs compute their input and kernel gradients as forward convs (faster on CPU);
+    # the others keep TF's Conv2DBackprop* kernels. Both must equal TF's own gradients: float64, so any
+    # wrong flip, transpose or padding shows far above rounding (~1e-15 here; allowed 1e-10).
+    layer = Conv2D(
+        5, kernel_size, 3, strides=strides, padding=padding, use_spectral_norm=spectral, dtype="float64"
+    )
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 9, 8, 3)))
+    layer(x)
+
+    def gradients(choice):
+        monkeypatch.setenv(conv_module.CONV_GRADIENTS_ENV, choice)
+
+        @tf.function
+        def grads(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=False)
+                loss = tf.reduce_sum(y * tf.cos(y))
+            return tape.gradient(loss, [x, layer.kernel])
+
+        graph = grads.get_concrete_function(x).graph
+        types = {op.type for op in graph.get_operations()}
+        return [g.numpy() for g in grads(x)], types & {"Conv2DBackpropInput", "Conv2DBackpropFilter"}
+
+    (dx, dk), backprop_ops = gradients("forward")
+    (dx_tf, dk_tf), tf_ops = gradients("tf")
+    assert tf_ops == {"Conv2DBackpropInput", "Conv2DBackpropFilter"}
+    same = strides == 1 and 2 * padding == kernel_size - 1
+    assert backprop_ops == (set() if same else tf_ops)
+    np.testing.assert_allclose(dx, dx_tf, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dk, dk_tf, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_gradients_choice(monkeypatch):
+    monkeypatch.delenv(conv_module.CONV_GRADIENTS_ENV, raising=False)
+    # The suite runs on CPU, where auto picks the forward convs.
+    assert conv_module.conv_gradients() == ("tf" if tf.config.list_physical_devices("GPU") else "forward")
+    monkeypatch.setenv(conv_module.CONV_GRADIENTS_ENV, "tf")
+    assert conv_module.conv_gradients() == "tf"
+    monkeypatch.setenv(conv_module.CONV_GRADIENTS_ENV, "cudnn")
+    with pytest.raises(ValueError, match="SPADE_TF_CONV_GRADIENTS='cudnn': choose one of auto, forward, tf"):
+        conv_module.conv_gradients()
 
 
 def test_unknown_norm_lists_choices():

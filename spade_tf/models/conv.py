@@ -1,5 +1,8 @@
 """The convolution every SPADE network uses: PyTorch padding, optional PyTorch spectral norm, the official init."""
 
+import functools
+import os
+
 import keras
 import tensorflow as tf
 
@@ -34,6 +37,103 @@ def _normalize(v, eps):
     return v / tf.maximum(tf.norm(v), eps)
 
 
+# Which kernels compute the stride-1 SAME convs' gradients (every conv of the generator and SPADE):
+# "forward" (as forward convs: `conv_input_gradient`, `conv_kernel_gradient`), "tf" (TF's
+# Conv2DBackpropInput / Conv2DBackpropFilter) or "auto" (forward without a GPU, else tf). An environment
+# variable rather than a config field: it picks kernels, not a model (the sums are the same), like
+# TF_ENABLE_ONEDNN_OPTS, and the benchmark's child processes inherit it. Read when a function is traced.
+CONV_GRADIENTS_ENV = "SPADE_TF_CONV_GRADIENTS"
+CONV_GRADIENTS_CHOICES = ("auto", "forward", "tf")
+
+
+@functools.cache
+def _has_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def conv_gradients():
+    """ "forward" or "tf": the kernels the stride-1 SAME convs' gradients use (see CONV_GRADIENTS_ENV).
+
+    On CPU, TF's backprop kernels ran at about half the speed of its forward conv at the demo's shapes
+    (64x64, 16-64 channels, batch 8; on a 2-core AMD EPYC the forward-conv gradients made the demo's
+    training step ~15% cheaper: README, "The demo's levers"). On a GPU cuDNN's backprop kernels were not
+    compared, so "auto" keeps them there.
+    """
+    choice = os.environ.get(CONV_GRADIENTS_ENV, "auto")
+    if choice not in CONV_GRADIENTS_CHOICES:
+        raise ValueError(
+            f"{CONV_GRADIENTS_ENV}={choice!r}: choose one of {', '.join(CONV_GRADIENTS_CHOICES)} "
+            "(or leave it unset for auto)."
+        )
+    if choice == "auto":
+        return "tf" if _has_gpu() else "forward"
+    return choice
+
+
+def _forward_gradients(strides, padding):
+    # SAME occurs only at stride 1 with an odd kernel (`Conv2D._conv_input`): symmetric padding. The
+    # strided and VALID convs (the discriminator's and encoder's 4x4 and 3x3 ones) keep TF's kernels:
+    # at their small spatial sizes they cost little, and a VALID input gradient as a forward conv would
+    # also compute the padded border.
+    return strides == 1 and padding == "SAME" and conv_gradients() == "forward"
+
+
+def _nhwc(strides):
+    return [1, strides, strides, 1]
+
+
+def conv_input_gradient(dy, kernel, input_shape, strides, padding):
+    """d(conv2d(x, kernel))/dx for `dy`: for stride 1 SAME, the conv of dy with the flipped, transposed kernel.
+
+    A stride-1 convolution's input gradient is a full correlation of dy with the kernel rotated by 180
+    degrees and its in/out channels swapped; with an odd kernel's symmetric SAME padding that is a SAME
+    conv again. TF's Conv2DBackpropInput computes the same sums.
+    """
+    if not _forward_gradients(strides, padding):
+        return tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=input_shape, filter=kernel, out_backprop=dy, strides=_nhwc(strides), padding=padding
+        )
+    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+    return tf.nn.conv2d(dy, flipped, 1, "SAME")
+
+
+def conv_kernel_gradient(x, dy, kernel_shape, strides, padding):
+    """d(conv2d(x, kernel))/dkernel for `dy`: for stride 1 SAME, one conv with the batch as channels.
+
+    dK[i, j, c, k] = sum over batch and pixels of x_padded[b, y + i, x + j, c] * dy[b, y, x, k]: a VALID conv
+    of x_padded laid out as (c, H, W, b) with dy laid out as a (H, W, b, k) filter.
+    """
+    if not _forward_gradients(strides, padding):
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=kernel_shape, out_backprop=dy, strides=_nhwc(strides), padding=padding
+        )
+    ph, pw = (kernel_shape[0] - 1) // 2, (kernel_shape[1] - 1) // 2
+    x = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+    dk = tf.nn.conv2d(tf.transpose(x, [3, 1, 2, 0]), tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
+    return tf.transpose(dk, [1, 2, 0, 3])
+
+
+def conv2d(x, kernel, strides, padding):
+    """`tf.nn.conv2d(x, kernel, strides, padding)` whose gradients are `conv_input_gradient` and `conv_kernel_gradient`.
+
+    SAME padding is used only with odd kernels at stride 1 (`Conv2D._conv_input`), where it is symmetric.
+    """
+    if not _forward_gradients(strides, padding):
+        return tf.nn.conv2d(x, kernel, strides, padding)
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            return (
+                conv_input_gradient(dy, kernel, tf.shape(x), strides, padding),
+                conv_kernel_gradient(x, dy, kernel.shape, strides, padding),
+            )
+
+        return tf.nn.conv2d(x, kernel, strides, padding), grad
+
+    return conv(x, kernel)
+
+
 def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
     """`tf.nn.conv2d(x, kernel / sigma)` in x's dtype, whose backward pass computes `kernel / sigma` again.
 
@@ -44,7 +144,6 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
     sigma's own dependence on the kernel is differentiated by TF outside.
     """
     dtype = x.dtype
-    conv_strides = [1, strides, strides, 1]
 
     @tf.custom_gradient
     def conv(x, kernel, sigma):
@@ -54,13 +153,8 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
         def grad(dy):
             with ops.after_gradient(dy):
                 k = normalized()
-            dx = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=conv_strides, padding=padding
-            )
-            dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=x, filter_sizes=tf.shape(k), out_backprop=dy, strides=conv_strides, padding=padding
-            )
-            dk = tf.cast(dk, kernel.dtype)
+            dx = conv_input_gradient(dy, k, tf.shape(x), strides, padding)
+            dk = tf.cast(conv_kernel_gradient(x, dy, k.shape, strides, padding), kernel.dtype)
             return dx, dk / sigma, -tf.reduce_sum(dk * kernel) / (sigma * sigma)
 
         return tf.nn.conv2d(x, normalized(), strides, padding), grad
@@ -218,7 +312,7 @@ class Conv2D(keras.layers.Layer):
         and convolves with them in the fallback branch.
         """
         x, strides, padding = self._conv_input(inputs)
-        x = tf.nn.conv2d(x, kernel, strides, padding)
+        x = conv2d(x, kernel, strides, padding)
         return x if bias is None else tf.nn.bias_add(x, bias)
 
     def compute_output_shape(self, input_shape):

@@ -80,7 +80,8 @@ The report (`run.run_benchmark`, written as JSON by `--output`):
 
     schema_version   1
     config           the model's fields (`configs.model_summary`) and "source"
-    environment      device, cpu, gpus, cpu_count, tensorflow, keras, python, tf_enable_onednn_opts
+    environment      device, cpu, gpus, cpu_count, tensorflow, keras, python, tf_enable_onednn_opts,
+                     conv_gradients ("forward" or "tf": `spade_tf.models.conv.conv_gradients`)
     settings         the `run.Settings` used (variants resolved)
     reference        case ("ade20k", "cityscapes" or null), generator_forward_gflop_per_image,
                      train_step_gflop_batch_1 (null where the model differs from the published one)

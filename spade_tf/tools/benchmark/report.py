@@ -16,8 +16,8 @@ def format_report(report):
         f"{c['semantic_channels']} semantic channels, ngf {c['base_filters']}, "
         f"{c['num_upsampling_layers']} upsampling{', VAE' if c['use_vae'] else ''}",
         f"Device: {env['device']}, {env['cpu_count']} CPU cores; TensorFlow {env['tensorflow']}, "
-        f"Keras {env['keras']}; median of {report['settings']['runs']} runs after "
-        f"{report['settings']['warmup']} warm-up",
+        f"Keras {env['keras']}; conv gradients {env['conv_gradients']}; median of "
+        f"{report['settings']['runs']} runs after {report['settings']['warmup']} warm-up",
         "",
         "FLOPs (GFLOP)                    ours   2xMAC    bias  official  published",
     ]

@@ -8,6 +8,7 @@ import platform
 import keras
 import tensorflow as tf
 
+from spade_tf.models import conv
 from spade_tf.tools.benchmark.child import run_phase
 from spade_tf.tools.benchmark.configs import model_summary
 from spade_tf.tools.benchmark.flops import model_flops, reference_case, reference_gflop
@@ -106,6 +107,7 @@ def environment():
         keras=keras.__version__,
         python=platform.python_version(),
         tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        conv_gradients=conv.conv_gradients(),
     )
 
 
