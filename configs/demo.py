@@ -13,8 +13,8 @@ label consistency (oracle mIoU, synthesized vs real), style accuracy, looks
 covered by random seeds, texture ratio. Measured on 2 CPU cores (Xeon): 1000
 steps at 0.50 s; ratio 0.65, style 0.71, 4 looks, texture 0.61 (a second run,
 seed 1: 0.73, 0.53, 3, 0.71); 11 min 16 s for the README's first command on a
-fresh clone; on a 2-core AMD EPYC with AVX2 only, 1.77 s per step and 35 min 38 s
-(README, "The demo's levers").
+fresh clone; on a 2-core AMD EPYC with AVX2 only, 1.77 s per step and 35 min 38 s,
+1.55 s and 31 min 7 s with the conv gradients as forward convs (README, "The demo's levers").
 """
 
 from spade_tf.config import base_config
