@@ -310,6 +310,25 @@ def test_unknown_dataset_lists_choices(tmp_path):
         train_lib.train(config, str(tmp_path))
 
 
+def test_bad_conv_gradients_choice_stops_before_the_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPADE_TF_CONV_GRADIENTS", "cudnn")
+
+    def prepare_data(*args, **kwargs):
+        raise AssertionError("the data was prepared before the environment was checked")
+
+    monkeypatch.setattr(train_lib, "prepare_data", prepare_data)
+    with pytest.raises(ValueError, match="SPADE_TF_CONV_GRADIENTS='cudnn': choose one of auto, forward, tf"):
+        train_lib.train(get_config("small"), str(tmp_path / "work"))
+    assert not (tmp_path / "work").exists()
+    # The script says it in one line (the subprocess inherits the variable).
+    result = _train_py("--config=configs/demo.py:small", f"--workdir={tmp_path / 'script'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        "train.py: error: SPADE_TF_CONV_GRADIENTS='cudnn': choose one of auto, forward, tf" in result.stderr
+    )
+    assert not (tmp_path / "script").exists()
+
+
 def test_bad_dataset_stops_before_training(demo_cache, tmp_path):
     from PIL import Image
 

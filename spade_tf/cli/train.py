@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from spade_tf import cli
 from spade_tf.config import resolve_config_spec, validate
 from spade_tf.data.check import DatasetError
+from spade_tf.models import conv
 from spade_tf.models.bundle import BundleError
 from spade_tf.training import train_lib
 from spade_tf.training.trainer import TrainingDiverged
@@ -47,6 +48,7 @@ def main(argv):
     config = FLAGS.config
     try:
         validate(config)
+        conv.conv_gradients()  # the SPADE_TF_CONV_GRADIENTS environment variable
     except ValueError as e:
         cli.fail(e)
     workdir = FLAGS.workdir or os.path.join("workdirs", config.data.dataset)

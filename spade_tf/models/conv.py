@@ -52,12 +52,12 @@ def _has_gpu():
 
 
 def conv_gradients():
-    """ "forward" or "tf": the kernels the stride-1 SAME convs' gradients use (see CONV_GRADIENTS_ENV).
+    """The kernels the stride-1 SAME convs' gradients use, "forward" or "tf" (see CONV_GRADIENTS_ENV).
 
     On CPU, TF's backprop kernels ran at about half the speed of its forward conv at the demo's shapes
     (64x64, 16-64 channels, batch 8; on a 2-core AMD EPYC the forward-conv gradients made the demo's
-    training step ~15% cheaper: README, "The demo's levers"). On a GPU cuDNN's backprop kernels were not
-    compared, so "auto" keeps them there.
+    G step 22% and its whole training step about 10% cheaper: README, "The demo's levers"). On a GPU
+    cuDNN's backprop kernels were not compared, so "auto" keeps them there.
     """
     choice = os.environ.get(CONV_GRADIENTS_ENV, "auto")
     if choice not in CONV_GRADIENTS_CHOICES:

@@ -24,6 +24,7 @@ from spade_tf.evaluation import evaluate as evaluation
 from spade_tf.evaluation import oracle as demo_oracle
 from spade_tf.evaluation.inception import load_inception
 from spade_tf.evaluation.segmenter import Segmenter, load_class_map
+from spade_tf.models import conv
 from spade_tf.models.bundle import save_bundle
 from spade_tf.models.losses import VGGPerceptualLoss
 from spade_tf.serving import gallery, model_card
@@ -220,6 +221,8 @@ def train(config, workdir, out=print, strategy=None):
             checkpoints reads; each message says what to do.
     """
     validate(config)
+    # A bad SPADE_TF_CONV_GRADIENTS stops here, not at the first trace after a data check of minutes.
+    conv.conv_gradients()
     t = config.train
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
