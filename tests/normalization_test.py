@@ -125,7 +125,9 @@ def test_spectral_norm_power_iteration_and_eval():
 
 def test_spectral_norm_gradient_flows_through_sigma():
     # With u, v fixed, d/dW of f(W / (u.Wv)) has a term from sigma; compare with
-    # central finite differences in float64.
+    # central finite differences in float64. Seeded: with unseeded weights about 2% of draws had a
+    # sigma so small that the gradients reached ~4e8, where a 1e-6 difference step is off by 3e-5.
+    keras.utils.set_random_seed(0)
     conv = Conv2D(2, 2, 1, use_spectral_norm=True, use_bias=False, dtype="float64")
     conv.build()
     x = tf.constant(np.random.default_rng(2).normal(size=(1, 3, 3, 1)))
