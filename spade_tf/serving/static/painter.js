@@ -83,6 +83,16 @@
     el.classList.toggle("error", !!isError);
   }
 
+  // What became of a file the user chose (loaded, resized, refused) has a line of its own: on the status line
+  // a synthesis still in flight or already scheduled would replace it within milliseconds. It stays until the
+  // user changes the map or chooses another file.
+  function setNotice(text, isError) {
+    const el = $("notice");
+    el.textContent = text || "";
+    el.hidden = !text;
+    el.classList.toggle("error", !!isError);
+  }
+
   // -- start-up ----------------------------------------------------------------------------------------------
 
   // The weights' license from the export's metadata.json (spade_tf.models.bundle.weights_license): Apache-2.0
@@ -439,10 +449,11 @@
       const file = ev.target.files[0];
       ev.target.value = "";
       if (!file) return;
+      setNotice("");
       try {
         await loadLabelFile(file);
       } catch (e) {
-        setStatus(`upload: ${e.message}`, true);
+        setNotice(`upload: ${e.message}`, true);
       }
     });
     $("download-label").addEventListener("click", async () => {
@@ -475,10 +486,11 @@
       const file = ev.target.files[0];
       ev.target.value = "";
       if (!file) return;
+      setNotice("");
       try {
         await loadStyleFile(file);
       } catch (e) {
-        setStatus(`style image: ${e.message}`, true);
+        setNotice(`style image: ${e.message}`, true);
       }
     });
     $("clear-style").addEventListener("click", clearStyle);
@@ -537,6 +549,7 @@
   }
 
   function changed() {
+    setNotice("");
     render();
     predictSoon();
   }
@@ -796,7 +809,7 @@
     pushUndo();
     S.ids.set(ids);
     changed();
-    setStatus(`loaded ${file.name}: ${what}${resized}`);
+    setNotice(`loaded ${file.name}: ${what}${resized}`);
   }
 
   // A label PNG's ids at the model's size: {ids, what (the kind of PNG), resized (a note, or "")}.
