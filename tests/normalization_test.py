@@ -201,12 +201,26 @@ def test_spade_formula(norm):
 
 @pytest.mark.parametrize(
     "kernel_size,padding,strides,spectral",
-    [(3, 1, 1, False), (3, 1, 1, True), (1, 0, 1, False), (5, 2, 1, True), (4, 2, 2, True), (4, 2, 1, False)],
+    [
+        (3, 1, 1, False),
+        (3, 1, 1, True),
+        (1, 0, 1, False),
+        (5, 2, 1, True),
+        (4, 2, 2, True),
+        (4, 2, 2, False),
+        (4, 2, 1, False),
+        (4, 2, 1, True),
+        (4, 0, 2, False),
+        (3, 1, 2, True),
+    ],
 )
 def test_forward_conv_gradients_equal_tf_gradients(monkeypatch, kernel_size, padding, strides, spectral):
-    # Stride-1 SAME convs compute their input and kernel gradients as forward convs (faster on CPU);
-    # the others keep TF's Conv2DBackprop* kernels. Both must equal TF's own gradients: float64, so any
-    # wrong flip, transpose or padding shows far above rounding (~1e-15 here; allowed 1e-10).
+    # Stride-1 convs compute their input and kernel gradients as forward convs (faster on CPU), stride-2
+    # convs with even kernels run as stride-1 convs on the space-to-depth input and do the same; the
+    # encoder's 3x3 stride-2 convs keep TF's Conv2DBackprop* kernels. Outputs and gradients must equal
+    # TF's own: float64, so any wrong flip, transpose, padding or channel order shows far above rounding
+    # (~1e-14 here; allowed 1e-10). The input is 9x8: at stride 2 one padded side is odd (an extra zero
+    # row whose output row is cut off) and the other even.
     layer = Conv2D(
         5, kernel_size, 3, strides=strides, padding=padding, use_spectral_norm=spectral, dtype="float64"
     )
@@ -222,17 +236,19 @@ def test_forward_conv_gradients_equal_tf_gradients(monkeypatch, kernel_size, pad
                 tape.watch(x)
                 y = layer(x, training=False)
                 loss = tf.reduce_sum(y * tf.cos(y))
-            return tape.gradient(loss, [x, layer.kernel])
+            return [y, *tape.gradient(loss, [x, layer.kernel])]
 
         graph = grads.get_concrete_function(x).graph
         types = {op.type for op in graph.get_operations()}
         return [g.numpy() for g in grads(x)], types & {"Conv2DBackpropInput", "Conv2DBackpropFilter"}
 
-    (dx, dk), backprop_ops = gradients("forward")
-    (dx_tf, dk_tf), tf_ops = gradients("tf")
+    (y, dx, dk), backprop_ops = gradients("forward")
+    (y_tf, dx_tf, dk_tf), tf_ops = gradients("tf")
     assert tf_ops == {"Conv2DBackpropInput", "Conv2DBackpropFilter"}
-    same = strides == 1 and 2 * padding == kernel_size - 1
-    assert backprop_ops == (set() if same else tf_ops)
+    forward = strides == 1 or kernel_size % 2 == 0
+    assert backprop_ops == (set() if forward else tf_ops)
+    assert y.shape == y_tf.shape == layer.compute_output_shape(x.shape)
+    np.testing.assert_allclose(y, y_tf, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dx, dx_tf, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dk, dk_tf, rtol=1e-10, atol=1e-10)
 

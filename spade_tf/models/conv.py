@@ -37,8 +37,8 @@ def _normalize(v, eps):
     return v / tf.maximum(tf.norm(v), eps)
 
 
-# Which kernels compute the stride-1 SAME convs' gradients (every conv of the generator and SPADE):
-# "forward" (as forward convs: `conv_input_gradient`, `conv_kernel_gradient`), "tf" (TF's
+# Which kernels compute the convs' gradients: "forward" (as forward convs where `_route` allows: every conv
+# of the generator, SPADE and the discriminator; `conv_input_gradient`, `conv_kernel_gradient`), "tf" (TF's
 # Conv2DBackpropInput / Conv2DBackpropFilter) or "auto" (forward without a GPU, else tf). An environment
 # variable rather than a config field: it picks kernels, not a model (the sums are the same), like
 # TF_ENABLE_ONEDNN_OPTS, and the benchmark's child processes inherit it. Read when a function is traced.
@@ -52,11 +52,12 @@ def _has_gpu():
 
 
 def conv_gradients():
-    """The kernels the stride-1 SAME convs' gradients use, "forward" or "tf" (see CONV_GRADIENTS_ENV).
+    """The kernels the convs' gradients use, "forward" or "tf" (see CONV_GRADIENTS_ENV).
 
     On CPU, TF's backprop kernels ran at about half the speed of its forward conv at the demo's shapes
     (64x64, 16-64 channels, batch 8; on a 2-core AMD EPYC the forward-conv gradients made the demo's
-    G step 22% and its whole training step about 10% cheaper: README, "The demo's levers"). On a GPU
+    G step 22% and its whole training step about 10% cheaper; the discriminator's convs as well, its D step
+    23% and the whole step 13% more: README, "The demo's levers"). On a GPU
     cuDNN's backprop kernels were not compared, so "auto" keeps them there.
     """
     choice = os.environ.get(CONV_GRADIENTS_ENV, "auto")
@@ -70,66 +71,162 @@ def conv_gradients():
     return choice
 
 
-def _forward_gradients(strides, padding):
-    # SAME occurs only at stride 1 with an odd kernel (`Conv2D._conv_input`): symmetric padding. The
-    # strided and VALID convs (the discriminator's and encoder's 4x4 and 3x3 ones) keep TF's kernels:
-    # at their small spatial sizes they cost little, and a VALID input gradient as a forward conv would
-    # also compute the padded border.
-    return strides == 1 and padding == "SAME" and conv_gradients() == "forward"
+def _route(kernel_size, strides, padding, shape):
+    """How a conv with PyTorch padding `padding` (zeros on each side) runs and is differentiated.
+
+    "tf": `tf.nn.conv2d` (SAME at stride 1 when the padding is an odd kernel's symmetric one, else the padded
+    input, VALID) with TF's Conv2DBackprop* kernels. "s1": a stride-1 conv whose input and kernel gradients
+    are forward convs. "s2d": a stride-2 conv with an even kernel, computed as a stride-1 conv of half the
+    kernel size on the space-to-depth input (each 2x2 block of pixels one pixel of 4x the channels: the
+    same products), so that it is differentiated as "s1" too. That covers every conv of the generator and
+    SPADE ("s1", SAME) and the discriminator's ("s1" and "s2d", kernel 4); the encoder's 3x3 stride-2 convs
+    keep TF's kernels (a 3x3 kernel would be padded to 4x4, 16/9 of the work).
+    """
+    if conv_gradients() != "forward":
+        return "tf"
+    if strides == 1 and padding <= kernel_size - 1:
+        return "s1"
+    if strides == 2 and kernel_size % 2 == 0 and None not in tuple(shape[1:3]):
+        return "s2d"
+    return "tf"
 
 
 def _nhwc(strides):
     return [1, strides, strides, 1]
 
 
-def conv_input_gradient(dy, kernel, input_shape, strides, padding):
-    """d(conv2d(x, kernel))/dx for `dy`: for stride 1 SAME, the conv of dy with the flipped, transposed kernel.
+def _pad(x, top, left, bottom=None, right=None):
+    bottom, right = top if bottom is None else bottom, left if right is None else right
+    if not (top or left or bottom or right):
+        return x
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
 
-    A stride-1 convolution's input gradient is a full correlation of dy with the kernel rotated by 180
-    degrees and its in/out channels swapped; with an odd kernel's symmetric SAME padding that is a SAME
-    conv again. TF's Conv2DBackpropInput computes the same sums.
-    """
-    if not _forward_gradients(strides, padding):
-        return tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=input_shape, filter=kernel, out_backprop=dy, strides=_nhwc(strides), padding=padding
-        )
+
+def _tf_conv_input(x, kernel_size, strides, padding):
+    """(input, stride, TF padding) of the VALID or SAME `tf.nn.conv2d` equal to the PyTorch-padded conv."""
+    if strides == 1 and 2 * padding == kernel_size - 1:
+        # At stride 1 an odd kernel's SAME padding is p zeros on each side:
+        # the same sums, without materialising a padded copy of the input.
+        return x, 1, "SAME"
+    return _pad(x, padding, padding), strides, "VALID"
+
+
+def _s1_forward(x, kernel, padding):
+    """A stride-1 conv of x zero-padded by `padding` on each side (kernel (kh, kw, in, out), kh = kw)."""
+    x, _, tf_padding = _tf_conv_input(x, kernel.shape[0], 1, padding)
+    return tf.nn.conv2d(x, kernel, 1, tf_padding)
+
+
+def _s1_input_gradient(dy, kernel, padding):
+    # A stride-1 conv's input gradient is a full correlation of dy with the kernel rotated by 180 degrees
+    # and its in/out channels swapped; the input's own padding p leaves k - 1 - p of it.
     flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-    return tf.nn.conv2d(dy, flipped, 1, "SAME")
+    return _s1_forward(dy, flipped, kernel.shape[0] - 1 - padding)
 
 
-def conv_kernel_gradient(x, dy, kernel_shape, strides, padding):
-    """d(conv2d(x, kernel))/dkernel for `dy`: for stride 1 SAME, one conv with the batch as channels.
-
-    dK[i, j, c, k] = sum over batch and pixels of x_padded[b, y + i, x + j, c] * dy[b, y, x, k]: a VALID conv
-    of x_padded laid out as (c, H, W, b) with dy laid out as a (H, W, b, k) filter.
-    """
-    if not _forward_gradients(strides, padding):
-        return tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=kernel_shape, out_backprop=dy, strides=_nhwc(strides), padding=padding
-        )
-    ph, pw = (kernel_shape[0] - 1) // 2, (kernel_shape[1] - 1) // 2
-    x = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+def _s1_kernel_gradient(x, dy, padding):
+    # dK[i, j, c, k] = sum over batch and pixels of x_padded[b, y + i, x + j, c] * dy[b, y, x, k]: a VALID conv
+    # of x_padded laid out as (c, H, W, b) with dy laid out as an (H, W, b, k) filter.
+    x = _pad(x, padding, padding)
     dk = tf.nn.conv2d(tf.transpose(x, [3, 1, 2, 0]), tf.transpose(dy, [1, 2, 0, 3]), 1, "VALID")
     return tf.transpose(dk, [1, 2, 0, 3])
 
 
-def conv2d(x, kernel, strides, padding):
-    """`tf.nn.conv2d(x, kernel, strides, padding)` whose gradients are `conv_input_gradient` and `conv_kernel_gradient`.
+def _s2d_kernel(kernel):
+    """(kh, kw, c, o) -> (kh / 2, kw / 2, 4c, o) in `tf.nn.space_to_depth`'s channel order (dy, dx, c)."""
+    kh, kw, c, o = kernel.shape
+    kernel = tf.reshape(kernel, [kh // 2, 2, kw // 2, 2, c, o])
+    return tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), [kh // 2, kw // 2, 4 * c, o])
 
-    SAME padding is used only with odd kernels at stride 1 (`Conv2D._conv_input`), where it is symmetric.
-    """
-    if not _forward_gradients(strides, padding):
-        return tf.nn.conv2d(x, kernel, strides, padding)
+
+def _s2d_kernel_inverse(kernel):
+    kh, kw, c4, o = kernel.shape
+    kernel = tf.reshape(kernel, [kh, kw, 2, 2, c4 // 4, o])
+    return tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), [2 * kh, 2 * kw, c4 // 4, o])
+
+
+def _s2d_geometry(shape, kernel_size, padding):
+    """((extra row, extra column), (out h, out w)): an odd padded size gets one zero row/column more, whose
+    extra output row/column is cut off."""
+    padded = [n + 2 * padding for n in shape[1:3]]
+    return tuple(n % 2 for n in padded), tuple((n - kernel_size) // 2 + 1 for n in padded)
+
+
+def _s2d_input(x, kernel_size, padding):
+    (eh, ew), _ = _s2d_geometry(x.shape, kernel_size, padding)
+    return tf.nn.space_to_depth(_pad(x, padding, padding, padding + eh, padding + ew), 2)
+
+
+def _s2d_output_gradient(dy, extra):
+    # The cut-off output row/column had no gradient.
+    return _pad(dy, 0, 0, extra[0], extra[1])
+
+
+def _forward(x, kernel, strides, padding, route):
+    if route == "s1":
+        return _s1_forward(x, kernel, padding)
+    if route == "s2d":
+        _, (oh, ow) = _s2d_geometry(x.shape, kernel.shape[0], padding)
+        y = tf.nn.conv2d(_s2d_input(x, kernel.shape[0], padding), _s2d_kernel(kernel), 1, "VALID")
+        return y[:, :oh, :ow]
+    x, strides, tf_padding = _tf_conv_input(x, kernel.shape[0], strides, padding)
+    return tf.nn.conv2d(x, kernel, strides, tf_padding)
+
+
+def conv_input_gradient(dy, kernel, x, strides, padding):
+    """d(conv(x, kernel))/dx for `dy`, the conv having PyTorch padding `padding`; forward convs where the
+    route (`_route`) allows, else TF's Conv2DBackpropInput."""
+    k = kernel.shape[0]
+    route = _route(k, strides, padding, x.shape)
+    if route == "s1":
+        return _s1_input_gradient(dy, kernel, padding)
+    if route == "s2d":
+        extra, _ = _s2d_geometry(x.shape, k, padding)
+        dx = _s1_input_gradient(_s2d_output_gradient(dy, extra), _s2d_kernel(kernel), 0)
+        dx = tf.nn.depth_to_space(dx, 2)
+        return dx[:, padding : padding + x.shape[1], padding : padding + x.shape[2]]
+    xp, strides, tf_padding = _tf_conv_input(x, k, strides, padding)
+    dx = tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=tf.shape(xp), filter=kernel, out_backprop=dy, strides=_nhwc(strides), padding=tf_padding
+    )
+    if xp is x:
+        return dx
+    return dx[:, padding : tf.shape(dx)[1] - padding, padding : tf.shape(dx)[2] - padding]
+
+
+def conv_kernel_gradient(x, dy, kernel_shape, strides, padding):
+    """d(conv(x, kernel))/dkernel for `dy`, the conv having PyTorch padding `padding`; forward convs where
+    the route (`_route`) allows, else TF's Conv2DBackpropFilter."""
+    k = kernel_shape[0]
+    route = _route(k, strides, padding, x.shape)
+    if route == "s1":
+        return _s1_kernel_gradient(x, dy, padding)
+    if route == "s2d":
+        extra, _ = _s2d_geometry(x.shape, k, padding)
+        dk = _s1_kernel_gradient(_s2d_input(x, k, padding), _s2d_output_gradient(dy, extra), 0)
+        return _s2d_kernel_inverse(dk)
+    x, strides, tf_padding = _tf_conv_input(x, k, strides, padding)
+    return tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=kernel_shape, out_backprop=dy, strides=_nhwc(strides), padding=tf_padding
+    )
+
+
+def conv2d(x, kernel, strides, padding):
+    """The conv of x zero-padded by `padding` (PyTorch's) on each side, whose gradients are
+    `conv_input_gradient` and `conv_kernel_gradient`."""
+    route = _route(kernel.shape[0], strides, padding, x.shape)
+    if route == "tf":
+        return _forward(x, kernel, strides, padding, route)
 
     @tf.custom_gradient
     def conv(x, kernel):
         def grad(dy):
             return (
-                conv_input_gradient(dy, kernel, tf.shape(x), strides, padding),
+                conv_input_gradient(dy, kernel, x, strides, padding),
                 conv_kernel_gradient(x, dy, kernel.shape, strides, padding),
             )
 
-        return tf.nn.conv2d(x, kernel, strides, padding), grad
+        return _forward(x, kernel, strides, padding, route), grad
 
     return conv(x, kernel)
 
@@ -153,11 +250,13 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
         def grad(dy):
             with ops.after_gradient(dy):
                 k = normalized()
-            dx = conv_input_gradient(dy, k, tf.shape(x), strides, padding)
+            dx = conv_input_gradient(dy, k, x, strides, padding)
             dk = tf.cast(conv_kernel_gradient(x, dy, k.shape, strides, padding), kernel.dtype)
             return dx, dk / sigma, -tf.reduce_sum(dk * kernel) / (sigma * sigma)
 
-        return tf.nn.conv2d(x, normalized(), strides, padding), grad
+        return _forward(
+            x, normalized(), strides, padding, _route(kernel.shape[0], strides, padding, x.shape)
+        ), grad
 
     return conv(x, kernel, sigma)
 
@@ -291,19 +390,10 @@ class Conv2D(keras.layers.Layer):
         if not self.use_spectral_norm:
             return self.convolve(inputs, tf.cast(self.kernel, self.compute_dtype), bias)
         sigma = self.spectral_sigma(training)
-        x, strides, padding = self._conv_input(inputs)
-        x = _normalized_kernel_conv(x, tf.convert_to_tensor(self.kernel), sigma, strides, padding)
+        x = _normalized_kernel_conv(
+            inputs, tf.convert_to_tensor(self.kernel), sigma, self.strides, self.padding
+        )
         return x if bias is None else tf.nn.bias_add(x, bias)
-
-    def _conv_input(self, inputs):
-        """(input, stride, TF padding) of the VALID or SAME `tf.nn.conv2d` equal to this layer's conv."""
-        p = self.padding
-        if self.strides == 1 and 2 * p == self.kernel_size - 1:
-            # At stride 1 an odd kernel's SAME padding is p zeros on each side:
-            # the same sums, without materialising a padded copy of the input.
-            return inputs, 1, "SAME"
-        x = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]]) if p else inputs
-        return x, self.strides, "VALID"
 
     def convolve(self, inputs, kernel, bias=None):
         """This layer's padding and stride applied with a given kernel and bias.
@@ -311,8 +401,7 @@ class Conv2D(keras.layers.Layer):
         SPADE's fast path reads its shared conv's weights outside a `tf.cond`
         and convolves with them in the fallback branch.
         """
-        x, strides, padding = self._conv_input(inputs)
-        x = conv2d(x, kernel, strides, padding)
+        x = conv2d(inputs, kernel, self.strides, self.padding)
         return x if bias is None else tf.nn.bias_add(x, bias)
 
     def compute_output_shape(self, input_shape):
