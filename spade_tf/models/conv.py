@@ -111,17 +111,17 @@ def _tf_conv_input(x, kernel_size, strides, padding):
     return _pad(x, padding, padding), strides, "VALID"
 
 
-def _s1_forward(x, kernel, padding):
-    """A stride-1 conv of x zero-padded by `padding` on each side (kernel (kh, kw, in, out), kh = kw)."""
-    x, _, tf_padding = _tf_conv_input(x, kernel.shape[0], 1, padding)
-    return tf.nn.conv2d(x, kernel, 1, tf_padding)
+def _forward(x, kernel, strides, padding):
+    """The conv of x zero-padded by `padding` on each side, without a custom gradient."""
+    x, strides, tf_padding = _tf_conv_input(x, kernel.shape[0], strides, padding)
+    return tf.nn.conv2d(x, kernel, strides, tf_padding)
 
 
 def _s1_input_gradient(dy, kernel, padding):
     # A stride-1 conv's input gradient is a full correlation of dy with the kernel rotated by 180 degrees
     # and its in/out channels swapped; the input's own padding p leaves k - 1 - p of it.
     flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-    return _s1_forward(dy, flipped, kernel.shape[0] - 1 - padding)
+    return _forward(dy, flipped, 1, kernel.shape[0] - 1 - padding)
 
 
 def _s1_kernel_gradient(x, dy, padding):
@@ -132,59 +132,29 @@ def _s1_kernel_gradient(x, dy, padding):
     return tf.transpose(dk, [1, 2, 0, 3])
 
 
-def _s2d_kernel(kernel):
-    """(kh, kw, c, o) -> (kh / 2, kw / 2, 4c, o) in `tf.nn.space_to_depth`'s channel order (dy, dx, c)."""
+def _s2d(x, kernel, padding):
+    """A stride-2 conv with an even kernel as a stride-1 VALID conv: (input, kernel, output size).
+
+    The input, zero-padded (one row/column more where the padded size is odd), goes through
+    `tf.nn.space_to_depth`; the kernel (kh, kw, c, o) becomes (kh / 2, kw / 2, 4c, o) in its channel order
+    (dy, dx, c). The caller cuts the output to the size (the odd size's extra row/column). Autodiff
+    carries the gradients back through these reshapes, so only the stride-1 conv needs its own.
+    """
     kh, kw, c, o = kernel.shape
+    padded = [n + 2 * padding for n in x.shape[1:3]]
+    eh, ew = (n % 2 for n in padded)
+    x = tf.nn.space_to_depth(_pad(x, padding, padding, padding + eh, padding + ew), 2)
     kernel = tf.reshape(kernel, [kh // 2, 2, kw // 2, 2, c, o])
-    return tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), [kh // 2, kw // 2, 4 * c, o])
-
-
-def _s2d_kernel_inverse(kernel):
-    kh, kw, c4, o = kernel.shape
-    kernel = tf.reshape(kernel, [kh, kw, 2, 2, c4 // 4, o])
-    return tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), [2 * kh, 2 * kw, c4 // 4, o])
-
-
-def _s2d_geometry(shape, kernel_size, padding):
-    """((extra row, extra column), (out h, out w)): an odd padded size gets one zero row/column more, whose
-    extra output row/column is cut off."""
-    padded = [n + 2 * padding for n in shape[1:3]]
-    return tuple(n % 2 for n in padded), tuple((n - kernel_size) // 2 + 1 for n in padded)
-
-
-def _s2d_input(x, kernel_size, padding):
-    (eh, ew), _ = _s2d_geometry(x.shape, kernel_size, padding)
-    return tf.nn.space_to_depth(_pad(x, padding, padding, padding + eh, padding + ew), 2)
-
-
-def _s2d_output_gradient(dy, extra):
-    # The cut-off output row/column had no gradient.
-    return _pad(dy, 0, 0, extra[0], extra[1])
-
-
-def _forward(x, kernel, strides, padding, route):
-    if route == "s1":
-        return _s1_forward(x, kernel, padding)
-    if route == "s2d":
-        _, (oh, ow) = _s2d_geometry(x.shape, kernel.shape[0], padding)
-        y = tf.nn.conv2d(_s2d_input(x, kernel.shape[0], padding), _s2d_kernel(kernel), 1, "VALID")
-        return y[:, :oh, :ow]
-    x, strides, tf_padding = _tf_conv_input(x, kernel.shape[0], strides, padding)
-    return tf.nn.conv2d(x, kernel, strides, tf_padding)
+    kernel = tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), [kh // 2, kw // 2, 4 * c, o])
+    return x, kernel, tuple((n - kh) // 2 + 1 for n in padded)
 
 
 def conv_input_gradient(dy, kernel, x, strides, padding):
-    """d(conv(x, kernel))/dx for `dy`, the conv having PyTorch padding `padding`; forward convs where the
-    route (`_route`) allows, else TF's Conv2DBackpropInput."""
+    """d(conv(x, kernel))/dx for `dy`, the conv having PyTorch padding `padding`: a forward conv on the "s1"
+    route (`_route`), else TF's Conv2DBackpropInput."""
     k = kernel.shape[0]
-    route = _route(k, strides, padding, x.shape)
-    if route == "s1":
+    if _route(k, strides, padding, x.shape) == "s1":
         return _s1_input_gradient(dy, kernel, padding)
-    if route == "s2d":
-        extra, _ = _s2d_geometry(x.shape, k, padding)
-        dx = _s1_input_gradient(_s2d_output_gradient(dy, extra), _s2d_kernel(kernel), 0)
-        dx = tf.nn.depth_to_space(dx, 2)
-        return dx[:, padding : padding + x.shape[1], padding : padding + x.shape[2]]
     xp, strides, tf_padding = _tf_conv_input(x, k, strides, padding)
     dx = tf.raw_ops.Conv2DBackpropInput(
         input_sizes=tf.shape(xp), filter=kernel, out_backprop=dy, strides=_nhwc(strides), padding=tf_padding
@@ -195,16 +165,11 @@ def conv_input_gradient(dy, kernel, x, strides, padding):
 
 
 def conv_kernel_gradient(x, dy, kernel_shape, strides, padding):
-    """d(conv(x, kernel))/dkernel for `dy`, the conv having PyTorch padding `padding`; forward convs where
-    the route (`_route`) allows, else TF's Conv2DBackpropFilter."""
+    """d(conv(x, kernel))/dkernel for `dy`, the conv having PyTorch padding `padding`: a forward conv on the
+    "s1" route (`_route`), else TF's Conv2DBackpropFilter."""
     k = kernel_shape[0]
-    route = _route(k, strides, padding, x.shape)
-    if route == "s1":
+    if _route(k, strides, padding, x.shape) == "s1":
         return _s1_kernel_gradient(x, dy, padding)
-    if route == "s2d":
-        extra, _ = _s2d_geometry(x.shape, k, padding)
-        dk = _s1_kernel_gradient(_s2d_input(x, k, padding), _s2d_output_gradient(dy, extra), 0)
-        return _s2d_kernel_inverse(dk)
     x, strides, tf_padding = _tf_conv_input(x, k, strides, padding)
     return tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=kernel_shape, out_backprop=dy, strides=_nhwc(strides), padding=tf_padding
@@ -216,7 +181,10 @@ def conv2d(x, kernel, strides, padding):
     `conv_input_gradient` and `conv_kernel_gradient`."""
     route = _route(kernel.shape[0], strides, padding, x.shape)
     if route == "tf":
-        return _forward(x, kernel, strides, padding, route)
+        return _forward(x, kernel, strides, padding)
+    if route == "s2d":
+        x, kernel, (oh, ow) = _s2d(x, kernel, padding)
+        return conv2d(x, kernel, 1, 0)[:, :oh, :ow]
 
     @tf.custom_gradient
     def conv(x, kernel):
@@ -226,7 +194,7 @@ def conv2d(x, kernel, strides, padding):
                 conv_kernel_gradient(x, dy, kernel.shape, strides, padding),
             )
 
-        return _forward(x, kernel, strides, padding, route), grad
+        return _forward(x, kernel, strides, padding), grad
 
     return conv(x, kernel)
 
@@ -240,6 +208,12 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
     gradients (the ops TF's own Conv2D gradient runs), then d(kernel / sigma) by kernel and by sigma;
     sigma's own dependence on the kernel is differentiated by TF outside.
     """
+    if _route(kernel.shape[0], strides, padding, x.shape) == "s2d":
+        # sigma is the original kernel's; the rearranged kernel has the same entries, so the same sigma
+        # and the same sum in sigma's gradient. The rearranged copy is held until the backward pass: the
+        # discriminator's kernels only (a few M parameters at the official widths).
+        x, kernel, (oh, ow) = _s2d(x, kernel, padding)
+        return _normalized_kernel_conv(x, kernel, sigma, 1, 0)[:, :oh, :ow]
     dtype = x.dtype
 
     @tf.custom_gradient
@@ -254,9 +228,7 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
             dk = tf.cast(conv_kernel_gradient(x, dy, k.shape, strides, padding), kernel.dtype)
             return dx, dk / sigma, -tf.reduce_sum(dk * kernel) / (sigma * sigma)
 
-        return _forward(
-            x, normalized(), strides, padding, _route(kernel.shape[0], strides, padding, x.shape)
-        ), grad
+        return _forward(x, normalized(), strides, padding), grad
 
     return conv(x, kernel, sigma)
 
