@@ -208,7 +208,11 @@ def _normalized_kernel_conv(x, kernel, sigma, strides, padding):
     gradients (the ops TF's own Conv2D gradient runs), then d(kernel / sigma) by kernel and by sigma;
     sigma's own dependence on the kernel is differentiated by TF outside.
     """
-    if _route(kernel.shape[0], strides, padding, x.shape) == "s2d":
+    route = _route(kernel.shape[0], strides, padding, x.shape)
+    if route == "tf" and padding and 2 * padding != kernel.shape[0] - 1:
+        # Padded once here, so that the backward pass reads the padded input rather than padding it again.
+        return _normalized_kernel_conv(_pad(x, padding, padding), kernel, sigma, strides, 0)
+    if route == "s2d":
         # sigma is the original kernel's; the rearranged kernel has the same entries, so the same sigma
         # and the same sum in sigma's gradient. The rearranged copy is held until the backward pass: the
         # discriminator's kernels only (a few M parameters at the official widths).
