@@ -83,7 +83,10 @@ def base_config():
     # `discriminator` -> MultiscaleDiscriminator, `encoder` -> ConvEncoder (its width and latent size are
     # the generator's, as in the official code).
     c.model = ml_collections.ConfigDict(keyword_defaults(SPADEGenerator, exclude=DATA_ARGUMENTS + ("spade",)))
-    c.model.spade = ml_collections.ConfigDict(keyword_defaults(SPADE, exclude=DATA_ARGUMENTS))
+    # SPADE's padding_mode is the generator's (`model.padding_mode`), which passes it to every layer.
+    c.model.spade = ml_collections.ConfigDict(
+        keyword_defaults(SPADE, exclude=DATA_ARGUMENTS + ("padding_mode",))
+    )
     c.discriminator = ml_collections.ConfigDict(
         keyword_defaults(MultiscaleDiscriminator, exclude=DATA_ARGUMENTS)
     )

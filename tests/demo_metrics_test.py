@@ -189,6 +189,23 @@ def test_streak_gap_finds_vertical_streaks_in_the_sky(data):
     assert few["streak_gap"] is None and few["streak_class"] is None
 
 
+def test_border_step_ratio_finds_lines_near_the_left_and_right_borders(data):
+    images = data["images"]
+    real = dm.border_step_ratio(images)
+    assert 0.8 < real < 1.2  # measured 0.96 on the 64 validation photos
+    lined = images.copy()
+    lined[:, :, [2, 61]] = (lined[:, :, [2, 61]].astype(np.int64) * 6 // 10).astype(
+        np.uint8
+    )  # two darker columns
+    assert dm.border_step_ratio(lined) > 1.5
+    # Lines in the middle lower it instead.
+    middle = images.copy()
+    middle[:, :, 30] = 0
+    assert dm.border_step_ratio(middle) < real
+    with pytest.raises(ValueError, match="too narrow"):
+        dm.border_step_ratio(images[:, :, :16])
+
+
 def _fake_synthesizer(images, blur=False):
     """A stand-in generator: the style image when given (a perfect style copier), else real image number seed."""
 

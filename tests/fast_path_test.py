@@ -45,7 +45,15 @@ def _inputs(num_classes=4, dontcare=False, instances=True, batch=2, size=64, see
     return semantics, z
 
 
-def _generators(num_classes=4, dontcare=False, instances=True, use_vae=False, size=64, dtype="float32"):
+def _generators(
+    num_classes=4,
+    dontcare=False,
+    instances=True,
+    use_vae=False,
+    size=64,
+    dtype="float32",
+    padding_mode="zeros",
+):
     """(plain, fast) generators with equal weights whose labels visibly change the output.
 
     Modulation kernels are scaled up (the 0.02-gain init makes gamma, beta ~0) and batch-norm running
@@ -60,6 +68,7 @@ def _generators(num_classes=4, dontcare=False, instances=True, use_vae=False, si
         use_vae=use_vae,
         latent_dim=8,
         dtype=dtype,
+        padding_mode=padding_mode,
     )
     # The fast generator gathers with XLA (the other implementations: test_export_gather_implementations...).
     plain = SPADEGenerator(spade=dict(hidden_filters=8, fast=False), **kw)
@@ -111,11 +120,21 @@ def _assert_grads_close(got, expected, names, tol):
         np.testing.assert_allclose(g, e, atol=tol * own, rtol=0, err_msg=name)
 
 
+# With "reflect" padding the fast path's codes are mirrored instead of read as "no label" at the borders.
 @pytest.mark.parametrize(
-    "use_vae,dontcare,instances", [(False, False, True), (False, True, False), (True, True, True)]
+    "use_vae,dontcare,instances,padding_mode",
+    [
+        (False, False, True, "zeros"),
+        (False, True, False, "zeros"),
+        (True, True, True, "zeros"),
+        (False, False, True, "reflect"),
+        (True, True, True, "reflect"),
+    ],
 )
-def test_fast_generator_outputs_equal_plain(use_vae, dontcare, instances):
-    plain, fast = _generators(dontcare=dontcare, instances=instances, use_vae=use_vae)
+def test_fast_generator_outputs_equal_plain(use_vae, dontcare, instances, padding_mode):
+    plain, fast = _generators(
+        dontcare=dontcare, instances=instances, use_vae=use_vae, padding_mode=padding_mode
+    )
     semantics, z = _inputs(dontcare=dontcare, instances=instances)
     z = z if use_vae else None
     for training in (False, True):
@@ -129,12 +148,21 @@ def test_fast_generator_outputs_equal_plain(use_vae, dontcare, instances):
     assert np.abs(fast(other, z, training=True).numpy() - y_fast).max() > 1e-2
 
 
-@pytest.mark.parametrize("use_vae,dontcare,instances", [(True, False, True), (False, True, False)])
-def test_fast_generator_gradients_equal_plain(use_vae, dontcare, instances):
+# "reflect" at 64 pixels: at 32 this random model's inference output is all tanh-saturated (gradient 0).
+@pytest.mark.parametrize(
+    "use_vae,dontcare,instances,padding_mode,size",
+    [(True, False, True, "zeros", 32), (False, True, False, "zeros", 32), (True, False, True, "reflect", 64)],
+)
+def test_fast_generator_gradients_equal_plain(use_vae, dontcare, instances, padding_mode, size):
     plain, fast = _generators(
-        dontcare=dontcare, instances=instances, use_vae=use_vae, size=32, dtype="float64"
+        dontcare=dontcare,
+        instances=instances,
+        use_vae=use_vae,
+        size=size,
+        dtype="float64",
+        padding_mode=padding_mode,
     )
-    semantics, z = _inputs(dontcare=dontcare, instances=instances, size=32, dtype="float64")
+    semantics, z = _inputs(dontcare=dontcare, instances=instances, size=size, dtype="float64")
     z = z if use_vae else None
     names = [v.path for v in plain.trainable_weights]
     for training in (False, True):
@@ -258,12 +286,23 @@ def _layer_pair(make, scale=20.0):
     return layers
 
 
-@pytest.mark.parametrize("kernel_size,norm", [(3, "sync_batch"), (5, "instance"), (1, "batch")])
-def test_spade_layer_and_block_equal_plain(kernel_size, norm):
+@pytest.mark.parametrize(
+    "kernel_size,norm,padding_mode",
+    [(3, "sync_batch", "zeros"), (5, "instance", "zeros"), (1, "batch", "zeros"), (5, "instance", "reflect")],
+)
+def test_spade_layer_and_block_equal_plain(kernel_size, norm, padding_mode):
     semantics, _ = _inputs(num_classes=5, size=32)
     x = tf.random.stateless_normal([2, 16, 16, 6], [1, 2])
     plain, fast = _layer_pair(
-        lambda f: SPADE(6, 6, param_free_norm=norm, kernel_size=kernel_size, hidden_filters=8, fast=f)
+        lambda f: SPADE(
+            6,
+            6,
+            param_free_norm=norm,
+            kernel_size=kernel_size,
+            hidden_filters=8,
+            fast=f,
+            padding_mode=padding_mode,
+        )
     )
     for training in (False, True):
         expected = plain(x, semantics, training=training).numpy()
@@ -280,7 +319,11 @@ def test_spade_layer_and_block_equal_plain(kernel_size, norm):
         )
     plain, fast = _layer_pair(
         lambda f: SPADEResBlock(
-            6, 4, 6, spade=dict(param_free_norm=norm, kernel_size=kernel_size, hidden_filters=8, fast=f)
+            6,
+            4,
+            6,
+            spade=dict(param_free_norm=norm, kernel_size=kernel_size, hidden_filters=8, fast=f),
+            padding_mode=padding_mode,
         ),
         scale=1.0,
     )
@@ -451,10 +494,11 @@ def test_one_training_step_on_two_replicas_equals_plain():
     _assert_grads_close(moved, expected, [v.path for v in plain.trainable_weights], TOL_FLOAT64)
 
 
-def test_tflite_matches_keras(tmp_path, capsys):
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_tflite_matches_keras(tmp_path, capsys, padding_mode):
     from ai_edge_litert.interpreter import Interpreter
 
-    _, fast = _generators(size=32)
+    _, fast = _generators(size=32, padding_mode=padding_mode)
     semantics, _ = _inputs(batch=1, size=32)
     # Through a SavedModel, as spade_tf.serving.export_lib converts: the converter freezes its variables. The
     # module lists the tf.Variables under the Keras ones (it would track none of a Keras 3 model's).
@@ -476,3 +520,5 @@ def test_tflite_matches_keras(tmp_path, capsys):
     report = capsys.readouterr().out
     # A float map in: the graph keeps the IF with the conv fallback for soft maps.
     assert " GATHER(" in report and " IF(" in report, report[:2000]
+    # TFLite's builtin mirror pad: the 1x1 latent grid's repeated pixel (SYMMETRIC) and REFLECT above it.
+    assert (" MIRROR_PAD(" in report) == (padding_mode == "reflect")

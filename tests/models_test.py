@@ -225,7 +225,7 @@ def test_keras_variable_names_follow_official_modules():
     assert keras.saving.get_registered_name(SPADEGenerator) == "spade_tf>SPADEGenerator"
 
 
-def _noise_generator(use_vae, strength=0.0, position_injection=False):
+def _noise_generator(use_vae, strength=0.0, position_injection=False, noise_per_class=False):
     """A tiny generator with noise injection whose images respond to their inputs (`make_responsive`);
     `strength` is every noise strength and position weight."""
     keras.utils.set_random_seed(3)
@@ -237,6 +237,8 @@ def _noise_generator(use_vae, strength=0.0, position_injection=False):
         latent_dim=8,
         noise_injection=True,
         position_injection=position_injection,
+        noise_per_class=noise_per_class,
+        noise_gain=10.0 if noise_per_class else 1.0,
     )
     g.build()
     make_responsive(g, num_classes=4, use_instance_map=True, size=32)
@@ -248,10 +250,11 @@ def _relative_path(weight):
     return weight.path.split("/", 1)[1]
 
 
-def test_noise_and_position_injection_start_as_the_plain_generator():
+@pytest.mark.parametrize("noise_per_class", [False, True])
+def test_noise_and_position_injection_start_as_the_plain_generator(noise_per_class):
     # Strengths and position weights start at 0: a new generator with both computes exactly what the same
     # weights without them do, so turning the options on changes nothing until training moves them.
-    noisy = _noise_generator(use_vae=True, position_injection=True)
+    noisy = _noise_generator(use_vae=True, position_injection=True, noise_per_class=noise_per_class)
     plain = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, use_vae=True, latent_dim=8)
     plain.build()
     by_path = {_relative_path(w): w for w in noisy.weights}
@@ -282,6 +285,77 @@ def test_noise_maps_fixed_at_inference_fresh_in_training(tmp_path):
     np.testing.assert_array_equal(g(semantics, z, noise_seed=tf.constant([1, 2], tf.int64)), a)
     # The noise reaches the pixels: another seed moves them by more than rounding (measured ~0.1 mean).
     assert np.abs(a - b).mean() > 1e-2 and np.abs(a - fixed).mean() > 1e-2
+
+
+def test_per_class_noise_reaches_only_the_pixels_of_its_class(tmp_path):
+    from spade_tf.models.blocks import SPADEResBlock
+    from spade_tf.models.ops import nearest_resize
+
+    block = SPADEResBlock(
+        8, 8, 5, spade={"hidden_filters": 8}, noise_injection=True, noise_per_class=True, noise_gain=10.0
+    )
+    block.build()
+    assert block.noise_strength_0.shape == (5, 8) and block.noise_strength_1.shape == (5, 8)
+    # The map at twice the block's size: each pixel of x reads the label that nearest resizing picks.
+    segmap = tf.one_hot(tf.random.stateless_uniform([2, 16, 16], [1, 2], 0, 5, tf.int32), 5)
+    x = tf.random.stateless_normal([2, 8, 8, 8], [3, 4])
+    noise = tf.random.stateless_normal([2, 8, 8, 2], [5, 6])
+    plain = block(x, segmap, noise=noise).numpy()
+    strength = np.zeros((5, 8), np.float32)
+    strength[2] = np.linspace(0.1, 0.8, 8)
+    # conv_1's noise is added to the block's output itself: with only class 2's conv_1 strengths set, the
+    # output moves by noise x strength x gain on class 2's pixels and nowhere else.
+    block.noise_strength_1.assign(strength)
+    moved = block(x, segmap, noise=noise).numpy()
+    class_2 = nearest_resize(segmap, (8, 8)).numpy()[..., 2:3]
+    assert 0.1 < class_2.mean() < 0.35  # some pixels of class 2, most of others
+    expected = noise.numpy()[..., 1:2] * class_2 * strength[2] * 10.0
+    # float32 sums of terms of order 1 to 10: rounding is ~1e-6.
+    np.testing.assert_allclose(moved - plain, expected, atol=1e-5)
+    assert np.abs(expected).max() > 1.0
+    loaded = SPADEResBlock.from_config(block.get_config())
+    assert (loaded.noise_per_class, loaded.noise_gain) == (True, 10.0)
+
+
+def test_reflect_pad_mirrors_and_repeats_a_single_pixel():
+    from spade_tf.models.ops import reflect_pad
+
+    x = np.arange(2 * 1 * 4 * 3, dtype=np.float32).reshape(2, 1, 4, 3)
+    got = reflect_pad(tf.constant(x), 1).numpy()
+    # Height 1 has nothing to mirror: its pixel repeats (numpy's "symmetric"); width 4 mirrors without
+    # repeating the edge (PyTorch's "reflect", numpy's "reflect").
+    expected = np.pad(x, [(0, 0), (1, 1), (0, 0), (0, 0)], "symmetric")
+    expected = np.pad(expected, [(0, 0), (0, 0), (1, 1), (0, 0)], "reflect")
+    np.testing.assert_array_equal(got, expected)
+    codes = np.arange(25, dtype=np.int32).reshape(1, 5, 5)
+    np.testing.assert_array_equal(
+        reflect_pad(tf.constant(codes), 2), np.pad(codes, [(0, 0), (2, 2), (2, 2)], "reflect")
+    )
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_reflect_padding_leaves_no_left_right_cue(padding_mode):
+    # A map of horizontal bands (as the demo's landscapes mostly are) is the same in every column, and so is
+    # everything a conv computes from it, but where zero padding marks the left and right borders: with
+    # zeros the columns near them come out different (the demo's thin vertical border lines), with
+    # "reflect" every column is the same.
+    keras.utils.set_random_seed(3)
+    g = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, padding_mode=padding_mode)
+    g.build()
+    make_responsive(g, num_classes=4, use_instance_map=True, size=32)
+    bands = np.repeat(np.array([0, 0, 1, 1, 1, 2, 3, 3] * 4, np.int32)[None, :, None], 32, axis=2)
+    y = g(tf.one_hot(bands, 5)).numpy()
+    assert np.abs(y - y.mean(axis=(1, 2), keepdims=True)).mean() > 1e-2  # the bands reach the image
+    columns = np.abs(y - y[:, :, 16:17]).max(
+        axis=(0, 1, 3)
+    )  # each column's largest difference from the middle
+    if padding_mode == "reflect":
+        assert columns.max() < 1e-5  # float32 rounding of equal sums
+    else:
+        assert columns[0] > 1e-2 and columns[-1] > 1e-2
+    if padding_mode == "reflect":
+        with pytest.raises(ValueError, match="padding_mode='reflect'"):
+            convert.generator_to_official(g)
 
 
 def test_noise_maps_tile_to_larger_inputs():

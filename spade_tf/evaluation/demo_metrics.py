@@ -497,6 +497,27 @@ def streak_shares(synthesized, real, labels, class_names=demo.CLASS_NAMES, min_p
     }
 
 
+def border_step_ratio(images, width=8):
+    """Mean left-right luminance step in the `width` columns at each side over that of the columns between.
+
+    Real demo photos read about 1 (0.96 on the validation set); thin vertical lines a few pixels from the
+    left and right borders, which a generator with zero padding paints (`SPADEGenerator`'s `padding_mode`),
+    raise it (about 2 in the demo's 1000-step runs). A whole-image figure: it does not see the classes.
+
+    Args:
+        images: (N, H, W, 3), uint8 or float in [-1, 1]; W > 2 * width + 1.
+        width: columns counted as the border on each side.
+
+    Returns:
+        float.
+    """
+    dx = np.abs(np.diff(luminance(images), axis=2)).mean(axis=(0, 1))
+    if dx.size <= 2 * width:
+        raise ValueError(f"images {np.shape(images)} are too narrow for a border of {width} columns a side")
+    inner = dx[width:-width].mean()
+    return float((dx[:width].mean() + dx[-width:].mean()) / 2 / inner) if inner > 0 else float("inf")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------------
@@ -557,7 +578,8 @@ def demo_report(
 
     Returns:
         A JSON-ready dict: "num_maps"; with an oracle, `oracle.oracle_scores`'s four figures and
-        "oracle_miou_ratio"; `texture_ratios`'s and `streak_shares`'s; for VAE models `style_fidelity`'s, `seed_diversity`'s,
+        "oracle_miou_ratio"; `texture_ratios`'s and `streak_shares`'s; "border_step_ratio_synthesized" and "_real"
+        (`border_step_ratio`); for VAE models `style_fidelity`'s, `seed_diversity`'s,
         "num_looks" and "num_seeds" (None for the figures left out).
     """
     labels = np.asarray(labels)
@@ -585,6 +607,10 @@ def demo_report(
         report["oracle_miou_ratio"] = report["oracle_miou_synthesized"] / real_miou if real_miou > 0 else None
     report.update(texture_ratios(own, real_images, labels, class_names))
     report.update(streak_shares(own, real_images, labels, class_names))
+    report.update(
+        border_step_ratio_synthesized=border_step_ratio(own),
+        border_step_ratio_real=border_step_ratio(real_images),
+    )
 
     report.update(
         style_accuracy=None,
@@ -676,6 +702,13 @@ def format_demo_report(report):
         for name, value in (report.get("horizontal_step_share_synthesized_per_class") or {}).items():
             if value is not None:
                 rows.append((f"  {name}", f"{value:.2f} vs real {real[name]:.2f}"))
+    if report.get("border_step_ratio_synthesized") is not None:
+        rows.append(
+            (
+                "border lines (left-right steps, 8 edge cols)",
+                f"{report['border_step_ratio_synthesized']:.2f} vs real {report['border_step_ratio_real']:.2f}",
+            )
+        )
     return "\n".join(f"{label:<44} {text}" for label, text in rows)
 
 

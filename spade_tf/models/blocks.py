@@ -30,6 +30,16 @@ class SPADEResBlock(keras.layers.Layer):
             SPADE). Inside a region of one class every SPADE modulation is the same, so without a
             source of per-pixel randomness the block can only paint the texture of a region as a
             smooth or fixed pattern; the noise gives it random-phase texture (grass, sand, foam).
+        padding_mode: of every 3x3 conv of the block and of its SPADE layers, "zeros" (official) or
+            "reflect" (see `SPADEGenerator`).
+        noise_per_class: with `noise_injection`, the strengths are per semantic channel and feature
+            channel, (label_channels, c), read at each pixel from its one-hot label (instance edges
+            add their own row): each class learns how much random texture it takes, so grass or
+            water can take much and a sky none (per-channel strengths apply to every class alike).
+        noise_gain: a fixed factor on the learned strengths (1: none). Adam moves a weight by about
+            the learning rate per step whatever its gradient's scale, so a gain of g lets the
+            strengths grow g times faster from 0 (StyleGAN's equalized learning rate, for these
+            weights alone); at the generator's learning rate they barely leave 0 in a short run.
         position_injection: add a learned linear function of the pixel's (y, x) position in the
             image after conv_0 and conv_1 (weights start at 0; not in the official SPADE). For the
             same reason the block cannot tell where in a region it is: a sky's vertical gradient
@@ -54,10 +64,16 @@ class SPADEResBlock(keras.layers.Layer):
         spade=None,
         noise_injection=False,
         position_injection=False,
+        noise_per_class=False,
+        noise_gain=1.0,
+        padding_mode="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.padding_mode = padding_mode
         self.noise_injection = bool(noise_injection)
+        self.noise_per_class = bool(noise_per_class)
+        self.noise_gain = float(noise_gain)
         self.position_injection = bool(position_injection)
         self.input_filters = int(input_filters)
         self.filters = int(filters)
@@ -69,7 +85,9 @@ class SPADEResBlock(keras.layers.Layer):
         dtype = self.dtype_policy
 
         def spade(channels, name):
-            return SPADE(channels, self.label_channels, name=name, dtype=dtype, **self.spade)
+            return SPADE(
+                channels, self.label_channels, padding_mode=padding_mode, name=name, dtype=dtype, **self.spade
+            )
 
         def conv(fin, fout, k, name, use_bias=True):
             return Conv2D(
@@ -77,6 +95,7 @@ class SPADEResBlock(keras.layers.Layer):
                 k,
                 fin,
                 padding=k // 2,
+                padding_mode=padding_mode,
                 use_bias=use_bias,
                 use_spectral_norm=self.use_spectral_norm,
                 name=name,
@@ -103,7 +122,11 @@ class SPADEResBlock(keras.layers.Layer):
         widths = (self.middle_filters, self.filters)
         if self.noise_injection:
             self.noise_strength_0, self.noise_strength_1 = (
-                self.add_weight(shape=(c,), initializer="zeros", name=f"noise_strength_{i}")
+                self.add_weight(
+                    shape=(self.label_channels, c) if self.noise_per_class else (c,),
+                    initializer="zeros",
+                    name=f"noise_strength_{i}",
+                )
                 for i, c in enumerate(widths)
             )
         if self.position_injection:
@@ -115,11 +138,17 @@ class SPADEResBlock(keras.layers.Layer):
     def _norms(self):
         return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
 
-    def _inject(self, x, index, noise, position):
+    def _inject(self, x, index, noise, position, segmap):
         """Adds conv `index`'s noise map and position function, where they are on and given."""
         if self.noise_injection and noise is not None:
-            strength = self.noise_strength_0 if index == 0 else self.noise_strength_1
-            x = x + tf.cast(noise[..., index : index + 1], x.dtype) * tf.cast(strength, x.dtype)
+            strength = tf.cast(self.noise_strength_0 if index == 0 else self.noise_strength_1, x.dtype)
+            if self.noise_per_class:
+                # (N, H, W, labels) x (labels, c): each pixel reads its class's row (a matmul in exports).
+                labels = tf.cast(ops.nearest_resize(segmap, ops.spatial_size(x)), x.dtype)
+                strength = tf.tensordot(labels, strength, axes=1)
+            if self.noise_gain != 1.0:
+                strength = strength * self.noise_gain
+            x = x + tf.cast(noise[..., index : index + 1], x.dtype) * strength
         if self.position_injection and position is not None:
             kernel = self.position_kernel_0 if index == 0 else self.position_kernel_1
             position, kernel = tf.cast(position, x.dtype), tf.cast(kernel, x.dtype)
@@ -135,9 +164,9 @@ class SPADEResBlock(keras.layers.Layer):
         else:
             x_s = x
         dx = self.conv_0(ops.leaky_relu(self.norm_0(x, segmap, **kw)), training=training)
-        dx = self._inject(dx, 0, noise, position)
+        dx = self._inject(dx, 0, noise, position, segmap)
         dx = self.conv_1(ops.leaky_relu(self.norm_1(dx, segmap, **kw)), training=training)
-        dx = self._inject(dx, 1, noise, position)
+        dx = self._inject(dx, 1, noise, position, segmap)
         return x_s + dx
 
     def get_config(self):
@@ -150,6 +179,9 @@ class SPADEResBlock(keras.layers.Layer):
             spade=self.spade,
             noise_injection=self.noise_injection,
             position_injection=self.position_injection,
+            noise_per_class=self.noise_per_class,
+            noise_gain=self.noise_gain,
+            padding_mode=self.padding_mode,
         )
         return config
 

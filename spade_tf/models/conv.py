@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from spade_tf.models import ops
-from spade_tf.utils import PACKAGE
+from spade_tf.utils import PACKAGE, check_choice
 
 
 def xavier_normal(gain=0.02):
@@ -263,6 +263,9 @@ class Conv2D(keras.layers.Layer):
         strides: stride in both directions.
         padding: zero padding added on each side.
         use_bias: add a bias.
+        padding_mode: "zeros" (PyTorch's default, the official SPADE's) or "reflect": the input
+            mirrored at its borders (`ops.reflect_pad`), so a border pixel sees no zeros that mark
+            it as one (see `SPADEGenerator`'s `padding_mode`).
         use_spectral_norm: apply spectral normalisation to the kernel.
         power_iterations: power iterations per training call (PyTorch: 1).
         epsilon: normalisation epsilon of the power iteration (PyTorch: 1e-12).
@@ -287,9 +290,12 @@ class Conv2D(keras.layers.Layer):
         power_iterations=1,
         epsilon=1e-12,
         kernel_initializer=None,
+        padding_mode="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_choice("padding_mode", padding_mode, ops.PADDING_MODES)
+        self.padding_mode = padding_mode
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.input_filters = int(input_filters)
@@ -361,14 +367,19 @@ class Conv2D(keras.layers.Layer):
             return kernel
         return kernel / self.spectral_sigma(training)
 
+    def _padded(self, inputs):
+        """(input, zero padding the conv adds): mirrored padding is added here, zeros by the conv."""
+        if self.padding_mode == "reflect" and self.padding:
+            return ops.reflect_pad(inputs, self.padding), 0
+        return inputs, self.padding
+
     def call(self, inputs, training=False):
         bias = tf.cast(self.bias, self.compute_dtype) if self.use_bias else None
         if not self.use_spectral_norm:
             return self.convolve(inputs, tf.cast(self.kernel, self.compute_dtype), bias)
         sigma = self.spectral_sigma(training)
-        x = _normalized_kernel_conv(
-            inputs, tf.convert_to_tensor(self.kernel), sigma, self.strides, self.padding
-        )
+        inputs, padding = self._padded(inputs)
+        x = _normalized_kernel_conv(inputs, tf.convert_to_tensor(self.kernel), sigma, self.strides, padding)
         return x if bias is None else tf.nn.bias_add(x, bias)
 
     def convolve(self, inputs, kernel, bias=None):
@@ -377,7 +388,8 @@ class Conv2D(keras.layers.Layer):
         SPADE's fast path reads its shared conv's weights outside a `tf.cond`
         and convolves with them in the fallback branch.
         """
-        x = conv2d(inputs, kernel, self.strides, self.padding)
+        inputs, padding = self._padded(inputs)
+        x = conv2d(inputs, kernel, self.strides, padding)
         return x if bias is None else tf.nn.bias_add(x, bias)
 
     def compute_output_shape(self, input_shape):
@@ -396,6 +408,7 @@ class Conv2D(keras.layers.Layer):
             input_filters=self.input_filters,
             strides=self.strides,
             padding=self.padding,
+            padding_mode=self.padding_mode,
             use_bias=self.use_bias,
             use_spectral_norm=self.use_spectral_norm,
             power_iterations=self.power_iterations,

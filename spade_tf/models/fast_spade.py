@@ -77,7 +77,7 @@ def encode_semantics(segmap, one_hot=False):
     return codes, exact
 
 
-def label_taps(codes, size, channels, kernel_size, exact):
+def label_taps(codes, size, channels, kernel_size, exact, padding_mode="zeros"):
     """`LabelTaps` at `size` from full-resolution codes of `encode_semantics`.
 
     Nearest resizing picks pixels, so it commutes with the encoding: the codes are resized instead of
@@ -89,11 +89,16 @@ def label_taps(codes, size, channels, kernel_size, exact):
         channels: C, the semantic map's channel count.
         kernel_size: k of `mlp_shared`.
         exact: the `exact` of `encode_semantics`.
+        padding_mode: the conv's, "zeros" or "reflect".
     """
     codes = ops.nearest_resize(codes, size)[..., 0]
     k, p = kernel_size, kernel_size // 2
-    # Out-of-image taps read "no label, bit 0": the zero row, as the conv's zero padding.
-    padded = tf.pad(codes, [[0, 0], [p, p], [p, p]], constant_values=channels - 1)
+    if padding_mode == "reflect":
+        # Mirroring commutes with the encoding, as resizing does: out-of-image taps read the mirrored code.
+        padded = ops.reflect_pad(codes, p)
+    else:
+        # Out-of-image taps read "no label, bit 0": the zero row, as the conv's zero padding.
+        padded = tf.pad(codes, [[0, 0], [p, p], [p, p]], constant_values=channels - 1)
     h, w = size
     taps = [
         padded[:, dy : dy + h, dx : dx + w] + (dy * k + dx) * 2 * channels

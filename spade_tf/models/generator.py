@@ -81,6 +81,18 @@ class SPADEGenerator(keras.Model):
             position in every residual block (see `SPADEResBlock`; not in
             the official SPADE): smooth gradients (a sky's) without the
             horizontal bands the blocks otherwise piece them together with.
+        noise_per_class: with `noise_injection`, strengths per class and
+            channel, read from each pixel's label (see `SPADEResBlock`).
+        noise_gain: a fixed factor on the noise strengths, so they grow
+            that much faster from 0 (see `SPADEResBlock`).
+        padding_mode: of every 3x3 conv (blocks, SPADE layers, `fc`,
+            `conv_img`): "zeros" (official; its checkpoints need it) or
+            "reflect". Zero padding tells a conv where the image ends; inside
+            a region of one class that is the only left-right cue there is,
+            and the generator paints thin vertical lines a few pixels from
+            the left and right borders with it (a map of horizontal bands
+            gives columns that differ only near the borders with zeros, and
+            identical columns with "reflect").
 
     Example:
         >>> g = SPADEGenerator(semantic_channels=4, base_filters=4, crop_size=32)
@@ -103,10 +115,17 @@ class SPADEGenerator(keras.Model):
         spade=None,
         noise_injection=False,
         position_injection=False,
+        noise_per_class=False,
+        noise_gain=1.0,
+        padding_mode="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_choice("padding_mode", padding_mode, ops.PADDING_MODES)
+        self.padding_mode = padding_mode
         self.noise_injection = bool(noise_injection)
+        self.noise_per_class = bool(noise_per_class)
+        self.noise_gain = float(noise_gain)
         self.position_injection = bool(position_injection)
         self.semantic_channels = int(semantic_channels)
         self.base_filters = int(base_filters)
@@ -130,7 +149,15 @@ class SPADEGenerator(keras.Model):
                 dtype=dtype,
             )
         else:
-            self.fc = Conv2D(16 * nf, 3, self.semantic_channels, padding=1, name="fc", dtype=dtype)
+            self.fc = Conv2D(
+                16 * nf,
+                3,
+                self.semantic_channels,
+                padding=1,
+                padding_mode=padding_mode,
+                name="fc",
+                dtype=dtype,
+            )
 
         def block(fin, fout, name):
             return SPADEResBlock(
@@ -141,6 +168,9 @@ class SPADEGenerator(keras.Model):
                 self.spade,
                 noise_injection=self.noise_injection,
                 position_injection=self.position_injection,
+                noise_per_class=self.noise_per_class,
+                noise_gain=self.noise_gain,
+                padding_mode=padding_mode,
                 name=name,
                 dtype=dtype,
             )
@@ -156,7 +186,9 @@ class SPADEGenerator(keras.Model):
         if num_upsampling_layers == "most":
             self.up_4 = block(nf, nf // 2, "up_4")
             final_nc = nf // 2
-        self.conv_img = Conv2D(3, 3, final_nc, padding=1, name="conv_img", dtype=dtype)
+        self.conv_img = Conv2D(
+            3, 3, final_nc, padding=1, padding_mode=padding_mode, name="conv_img", dtype=dtype
+        )
 
     @property
     def first_spade(self):
@@ -278,6 +310,9 @@ class SPADEGenerator(keras.Model):
             "spade": self.spade,
             "noise_injection": self.noise_injection,
             "position_injection": self.position_injection,
+            "noise_per_class": self.noise_per_class,
+            "noise_gain": self.noise_gain,
+            "padding_mode": self.padding_mode,
         }
 
     @classmethod

@@ -214,6 +214,9 @@ class SPADE(keras.layers.Layer):
         gather_impl: "segment_sum" (TF kernels: training, SavedModels), "xla" (XLA-compiled, ~4 % faster
             training steps on a 2-core CPU, ~0.15 GB more memory) or "gather_sum" (TFLite, ONNX); see
             `spade_tf.models.fast_spade.gather_conv_relu`.
+        padding_mode: of the three convs, "zeros" (official) or "reflect"; the generator's own option
+            (`SPADEGenerator(padding_mode=...)`), which passes it to every SPADE layer, not a
+            `model.spade` key.
 
     Every SPADE layer of a generator gets the same options: `SPADEGenerator(spade={...})` and
     `SPADEResBlock(spade={...})` pass their `spade` dict here unread, so a new SPADE option needs only
@@ -231,9 +234,12 @@ class SPADE(keras.layers.Layer):
         hidden_filters=128,
         fast=True,
         gather_impl="segment_sum",
+        padding_mode="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_choice("padding_mode", padding_mode, ops.PADDING_MODES)
+        self.padding_mode = padding_mode
         check_choice("param_free_norm", param_free_norm, PARAM_FREE_NORMS)
         check_choice("gather_impl", gather_impl, GATHER_IMPLS)
         self.num_features = int(num_features)
@@ -253,6 +259,7 @@ class SPADE(keras.layers.Layer):
             self.kernel_size,
             self.label_channels,
             padding=pad,
+            padding_mode=padding_mode,
             name="mlp_shared",
             dtype=dtype,
         )
@@ -261,6 +268,7 @@ class SPADE(keras.layers.Layer):
             self.kernel_size,
             self.hidden_filters,
             padding=pad,
+            padding_mode=padding_mode,
             name="mlp_gamma",
             dtype=dtype,
         )
@@ -269,6 +277,7 @@ class SPADE(keras.layers.Layer):
             self.kernel_size,
             self.hidden_filters,
             padding=pad,
+            padding_mode=padding_mode,
             name="mlp_beta",
             dtype=dtype,
         )
@@ -286,7 +295,7 @@ class SPADE(keras.layers.Layer):
 
     def taps_from_codes(self, codes, exact, size):
         """`LabelTaps` at `size` from the codes of `encode_semantics`, for this layer's kernel."""
-        return label_taps(codes, size, self.label_channels, self.kernel_size, exact)
+        return label_taps(codes, size, self.label_channels, self.kernel_size, exact, self.padding_mode)
 
     def call(self, x, segmap, training=False, taps=None):
         centered, scale = self.param_free_norm.centered(x, training=training)
@@ -328,5 +337,6 @@ class SPADE(keras.layers.Layer):
             hidden_filters=self.hidden_filters,
             fast=self.fast,
             gather_impl=self.gather_impl,
+            padding_mode=self.padding_mode,
         )
         return config

@@ -134,3 +134,24 @@ def leaky_relu(x):
             return tf.where(y > 0, dy, dy * tf.cast(0.2, dy.dtype))
 
     return y, grad
+
+
+PADDING_MODES = ("zeros", "reflect")
+
+
+def reflect_pad(x, padding):
+    """Pads the two spatial axes of `x` (N, H, W[, C]) by `padding` pixels each side, mirrored.
+
+    Mirrored without repeating the edge pixel (PyTorch's `padding_mode="reflect"`, TF's REFLECT). A
+    side of `padding` pixels or fewer (a latent grid of 1) has nothing to mirror: it repeats its
+    pixels instead (TF's SYMMETRIC, edge included), where its size is known when tracing.
+    """
+    modes = [
+        "SYMMETRIC" if x.shape[axis] is not None and x.shape[axis] <= padding else "REFLECT"
+        for axis in (1, 2)
+    ]
+    rest = [[0, 0]] * (x.shape.rank - 3)
+    if modes[0] == modes[1]:
+        return tf.pad(x, [[0, 0], [padding, padding], [padding, padding]] + rest, mode=modes[0])
+    x = tf.pad(x, [[0, 0], [padding, padding], [0, 0]] + rest, mode=modes[0])
+    return tf.pad(x, [[0, 0], [0, 0], [padding, padding]] + rest, mode=modes[1])

@@ -40,6 +40,8 @@ FIGURE_NOTES = {
     "texture_ratio": "demo: per class, the 5x5 local contrast of synthesized over real pixels; mean over classes",
     "streak_gap": "demo: per class, the share of left-right in all neighbour luminance steps, synthesized vs real; "
     "the largest gap over classes (vertical streaks in a sky raise it)",
+    "border_step_ratio_": "demo: the left-right luminance steps in the 8 columns at each side over those between "
+    "(about 1 for photos; thin vertical lines near the borders raise it)",
     "kid_oracle": "KID on the demo oracle's features (raw; spade-evaluate prints it x1000)",
     "fid": "Frechet Inception distance (pytorch-fid's Inception); lower is better; compare at equal image counts",
     "kid": "kernel Inception distance (raw; spade-evaluate prints it x1000)",

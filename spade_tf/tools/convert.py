@@ -414,6 +414,8 @@ def encoder_from_official(state_dict, options):
 def generator_to_official(generator):
     """The official state dict (numpy arrays) of a SPADEGenerator."""
     extras = [name for name in ("noise_injection", "position_injection") if getattr(generator, name)]
+    if generator.padding_mode != "zeros":
+        extras.append(f"padding_mode={generator.padding_mode!r}")
     if extras:
         raise ValueError(
             f"this generator has {' and '.join(extras)} (model.*), which the official SPADEGenerator "
