@@ -138,14 +138,14 @@ class SPADEResBlock(keras.layers.Layer):
     def _norms(self):
         return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
 
-    def _inject(self, x, index, noise, position, segmap):
-        """Adds conv `index`'s noise map and position function, where they are on and given."""
+    def _inject(self, x, index, noise, position, labels):
+        """Adds conv `index`'s noise map and position function, where they are on and given; `labels` is
+        the semantic map at x's size (with `noise_per_class`)."""
         if self.noise_injection and noise is not None:
             strength = tf.cast(self.noise_strength_0 if index == 0 else self.noise_strength_1, x.dtype)
             if self.noise_per_class:
                 # (N, H, W, labels) x (labels, c): each pixel reads its class's row (a matmul in exports).
-                labels = tf.cast(ops.nearest_resize(segmap, ops.spatial_size(x)), x.dtype)
-                strength = tf.tensordot(labels, strength, axes=1)
+                strength = tf.tensordot(tf.cast(labels, x.dtype), strength, axes=1)
             if self.noise_gain != 1.0:
                 strength = strength * self.noise_gain
             x = x + tf.cast(noise[..., index : index + 1], x.dtype) * strength
@@ -163,10 +163,13 @@ class SPADEResBlock(keras.layers.Layer):
             x_s = self.conv_s(self.norm_s(x, segmap, **kw), training=training)
         else:
             x_s = x
+        # Both convs keep x's size: the map is resized for their per-class noise once.
+        per_class = self.noise_injection and self.noise_per_class and noise is not None
+        labels = ops.nearest_resize(segmap, ops.spatial_size(x)) if per_class else None
         dx = self.conv_0(ops.leaky_relu(self.norm_0(x, segmap, **kw)), training=training)
-        dx = self._inject(dx, 0, noise, position, segmap)
+        dx = self._inject(dx, 0, noise, position, labels)
         dx = self.conv_1(ops.leaky_relu(self.norm_1(dx, segmap, **kw)), training=training)
-        dx = self._inject(dx, 1, noise, position, segmap)
+        dx = self._inject(dx, 1, noise, position, labels)
         return x_s + dx
 
     def get_config(self):

@@ -121,8 +121,7 @@ class SPADEGenerator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_choice("padding_mode", padding_mode, ops.PADDING_MODES)
-        self.padding_mode = padding_mode
+        self.padding_mode = padding_mode  # checked by the convs' Conv2D
         self.noise_injection = bool(noise_injection)
         self.noise_per_class = bool(noise_per_class)
         self.noise_gain = float(noise_gain)

@@ -238,8 +238,7 @@ class SPADE(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_choice("padding_mode", padding_mode, ops.PADDING_MODES)
-        self.padding_mode = padding_mode
+        self.padding_mode = padding_mode  # checked by the convs' Conv2D
         check_choice("param_free_norm", param_free_norm, PARAM_FREE_NORMS)
         check_choice("gather_impl", gather_impl, GATHER_IMPLS)
         self.num_features = int(num_features)
