@@ -333,6 +333,44 @@ def test_reflect_pad_mirrors_and_repeats_a_single_pixel():
     )
 
 
+@pytest.mark.parametrize("padding", [1, 2])
+def test_reflect_pad_of_unknown_size_equals_the_static_pad(padding):
+    # Traced for any size (a SavedModel signature), the choice between mirroring and repeating is made at run
+    # time: the same pixels as the static pads, sides of 1 to 5 (1 and `padding` repeat, the rest mirror).
+    from spade_tf.models.ops import reflect_pad
+
+    dynamic = tf.function(
+        lambda x: reflect_pad(x, padding), input_signature=[tf.TensorSpec([None, None, None, 2])]
+    )
+    for h, w in [(1, 1), (1, 4), (2, 2), (3, 1), (5, 3)]:
+        if min(h, w) < padding:
+            continue  # narrower than the pad: TF's static pads refuse it
+        x = np.random.default_rng(h * 10 + w).standard_normal((2, h, w, 2)).astype(np.float32)
+        expected = reflect_pad(tf.constant(x), padding).numpy()
+        modes = ["symmetric" if n <= padding else "reflect" for n in (h, w)]
+        np.testing.assert_array_equal(
+            expected,
+            np.pad(
+                np.pad(x, [(0, 0), (padding,) * 2, (0, 0), (0, 0)], modes[0]),
+                [(0, 0), (0, 0), (padding,) * 2, (0, 0)],
+                modes[1],
+            ),
+        )
+        np.testing.assert_array_equal(dynamic(tf.constant(x)).numpy(), expected)
+
+
+def test_reflect_generator_for_any_size_runs_on_a_one_pixel_latent_grid():
+    # Without VAE the generator's first conv reads the label map resized to 1x1 at 32 px (5 upsamplings);
+    # a SavedModel for any size traces it with unknown sizes, where the static REFLECT pad would fail.
+    keras.utils.set_random_seed(4)
+    g = SPADEGenerator(semantic_channels=5, base_filters=4, crop_size=32, padding_mode="reflect")
+    g.build()
+    any_size = tf.function(g.call, input_signature=[tf.TensorSpec([None, None, None, 5])])
+    for size in (32, 64):
+        maps = tf.one_hot(np.random.default_rng(size).integers(0, 5, (1, size, size)), 5)
+        np.testing.assert_allclose(any_size(maps).numpy(), g(maps).numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
 def test_reflect_padding_leaves_no_left_right_cue(padding_mode):
     # A map of horizontal bands (as the demo's landscapes mostly are) is the same in every column, and so is

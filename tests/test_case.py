@@ -91,6 +91,7 @@ def tiny_config(
     size=32,
     noise_injection=False,
     position_injection=False,
+    padding_mode="zeros",
 ):
     """The demo config's small variant, reshaped: a random-weight model builds in about a second."""
     from spade_tf.config import load_config_file
@@ -103,6 +104,7 @@ def tiny_config(
     config.model.use_vae = use_vae
     config.model.noise_injection = noise_injection
     config.model.position_injection = position_injection
+    config.model.padding_mode = padding_mode
     config.model.latent_dim = 16
     config.encoder.image_size = size
     return config

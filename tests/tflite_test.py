@@ -142,6 +142,28 @@ def test_onnx_matches_keras(exported, batch):
     assert images.dtype == np.uint8 and np.abs(images.astype(int) - expected).max() <= 1
 
 
+def test_onnx_of_a_reflect_padded_model_matches_keras(tmp_path, batch):
+    # The demo's generator mirrors its convs' inputs (model.padding_mode="reflect"): tf2onnx turns MirrorPad
+    # into ONNX's Pad in "reflect" mode, and the 2x2 latent grid's SYMMETRIC pad must come out the same.
+    import onnx
+    import onnxruntime
+
+    synth = load_synthesizer(
+        tiny_bundle(tmp_path / "reflect", use_vae=True, padding_mode="reflect", responsive=True)
+    )
+    path = export_lib.export_onnx(synth, str(tmp_path / "export"))
+    assert "Pad" in {node.op_type for node in onnx.load(path).graph.node}
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {k: v for k, v in batch.items() if k != "labels"}
+    feed["labels"] = np.where(batch["labels"] == 255, 0, batch["labels"]).astype(batch["labels"].dtype)
+    (images_float,) = session.run(["images_float"], feed)
+    keras_float = synth.generate_float(feed["labels"], feed["instances"], feed["z"]).numpy()
+    # Most pixels off tanh's flat ends, and varied: a comparison that a wrong pad could fail.
+    assert np.mean(np.abs(keras_float) > 0.999) < 0.5 and keras_float.std() > 0.05
+    # As test_onnx_matches_keras: another runtime's summation order.
+    np.testing.assert_allclose(images_float, keras_float, atol=1e-4, rtol=0)
+
+
 def test_onnx_without_tf2onnx_says_what_to_install(exported, monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # makes `import tf2onnx` raise ImportError
     with pytest.raises(ImportError, match=r"pip install -r requirements-onnx\.txt"):

@@ -144,14 +144,29 @@ def reflect_pad(x, padding):
 
     Mirrored without repeating the edge pixel (PyTorch's `padding_mode="reflect"`, TF's REFLECT). A
     side of `padding` pixels or fewer (a latent grid of 1) has nothing to mirror: it repeats its
-    pixels instead (TF's SYMMETRIC, edge included), where its size is known when tracing.
+    pixels instead (TF's SYMMETRIC, edge included). Where a side's size is unknown when tracing (a
+    SavedModel signature of any size) the same choice is made at run time, by a gather.
     """
-    modes = [
-        "SYMMETRIC" if x.shape[axis] is not None and x.shape[axis] <= padding else "REFLECT"
-        for axis in (1, 2)
-    ]
-    rest = [[0, 0]] * (x.shape.rank - 3)
-    if modes[0] == modes[1]:
-        return tf.pad(x, [[0, 0], [padding, padding], [padding, padding]] + rest, mode=modes[0])
-    x = tf.pad(x, [[0, 0], [padding, padding], [0, 0]] + rest, mode=modes[0])
-    return tf.pad(x, [[0, 0], [0, 0], [padding, padding]] + rest, mode=modes[1])
+    modes = {}
+    for axis in (1, 2):
+        if x.shape[axis] is None:
+            x = tf.gather(x, _mirror_indices(tf.shape(x)[axis], padding), axis=axis)
+        else:
+            modes[axis] = "SYMMETRIC" if x.shape[axis] <= padding else "REFLECT"
+    if len(set(modes.values())) == 1 and len(modes) == 2:
+        axes_at_once = [(1, 2)]  # one pad op for both axes, the usual case
+    else:
+        axes_at_once = [(axis,) for axis in modes]
+    for axes in axes_at_once:
+        paddings = [[padding, padding] if axis in axes else [0, 0] for axis in range(x.shape.rank)]
+        x = tf.pad(x, paddings, mode=modes[axes[0]])
+    return x
+
+
+def _mirror_indices(size, padding):
+    """The source index of each of `size + 2 * padding` pixels, as `reflect_pad` mirrors them."""
+    i = tf.range(-padding, size + padding)
+    reflect = tf.where(i < 0, -i, tf.where(i >= size, 2 * (size - 1) - i, i))
+    symmetric = tf.where(i < 0, -i - 1, tf.where(i >= size, 2 * size - 1 - i, i))
+    # Clamped: a side narrower than `padding` (which TF's static pads refuse) repeats its pixels.
+    return tf.clip_by_value(tf.where(size > padding, reflect, symmetric), 0, size - 1)
